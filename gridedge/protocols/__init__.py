@@ -1,0 +1,1 @@
+"""Protocol codecs and clients, one package per protocol."""

@@ -1,0 +1,1 @@
+"""Protocol-faithful device simulators and the site model they share."""
