@@ -8,7 +8,7 @@ GRIDEDGE_STATE="${GRIDEDGE_STATE:-/var/lib/gridedge}"
 GRIDEDGE_VENV="$GRIDEDGE_STATE/venv"
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 
-APT_PACKAGES=(python3 python3-venv python3-dev build-essential git procps psmisc util-linux)
+APT_PACKAGES=(python3 python3-venv python3-dev build-essential git procps util-linux ca-certificates)
 
 log() { printf '[gridedge] %s\n' "$*" >&2; }
 die() { printf '[gridedge] error: %s\n' "$*" >&2; exit 1; }
@@ -104,6 +104,7 @@ ensure_wheels() {
             || die "building the wheel of ${d#"$REPO_ROOT"/} failed"
     done
     rm -rf "$build_root"
+    cp "$GRIDEDGE_STATE"/wheels/volttron_*.whl "$out"/ 2>/dev/null || true
     rm -rf "$GRIDEDGE_STATE/wheels"; mv "$out" "$GRIDEDGE_STATE/wheels"
     chown -R "$GRIDEDGE_USER:" "$GRIDEDGE_STATE/wheels" 2>/dev/null || true
     as_platform_user "$GRIDEDGE_VENV/bin/pip" install -q --no-deps --force-reinstall "$GRIDEDGE_STATE"/wheels/gridedge-*.whl \
@@ -116,4 +117,50 @@ ensure_all() {
     ensure_user
     ensure_venv
     ensure_wheels
+    ensure_thirdparty_wheels
+    ensure_configs
+    export_gridedge_env
+}
+
+# The platform driver and the historian come from PyPI as agent wheels; the platform gets copies
+# without Requires-Dist (see gridedge/platform/wheels.py). Downloaded once, versions from requirements.txt.
+ensure_thirdparty_wheels() {
+    local spec name dir="$GRIDEDGE_STATE/thirdparty"
+    mkdir -p "$dir"
+    for name in volttron-platform-driver volttron-sqlite-historian; do
+        spec="$(grep -E "^${name}==" "$REPO_ROOT/requirements.txt" | head -1)"
+        [ -n "$spec" ] || die "requirements.txt pins no version of $name"
+        local file; file="$(echo "${spec}" | sed 's/-/_/g; s/==/-/')-py3-none-any.whl"
+        if [ ! -f "$dir/$file" ]; then
+            log "downloading the $spec agent wheel"
+            "$GRIDEDGE_VENV/bin/pip" download -q --no-deps -d "$dir" "$spec" >/dev/null \
+                || die "pip download $spec failed"
+        fi
+        if [ ! -f "$GRIDEDGE_STATE/wheels/$file" ]; then
+            "$GRIDEDGE_VENV/bin/python" -c 'import sys; sys.path.insert(0, sys.argv[3]); from pathlib import Path; from gridedge.platform.wheels import strip_requirements; strip_requirements(Path(sys.argv[1]), Path(sys.argv[2]))' \
+                "$dir/$file" "$GRIDEDGE_STATE/wheels" "$REPO_ROOT" || die "preparing $file failed"
+            chown "$GRIDEDGE_USER:" "$GRIDEDGE_STATE/wheels/$file" 2>/dev/null || true
+        fi
+    done
+}
+
+# Site configs are copied to the state folder: the platform user may not read the checkout.
+ensure_configs() {
+    local want have
+    want="$(tree_hash platform_config driver_configs)"
+    have="$(cat "$GRIDEDGE_STATE/.config.hash" 2>/dev/null || true)"
+    [ "$want" = "$have" ] && [ -d "$GRIDEDGE_STATE/config" ] && return 0
+    rm -rf "$GRIDEDGE_STATE/config.new"
+    mkdir -p "$GRIDEDGE_STATE/config.new"
+    cp -r "$REPO_ROOT/platform_config" "$REPO_ROOT/driver_configs" "$GRIDEDGE_STATE/config.new/"
+    rm -rf "$GRIDEDGE_STATE/config"; mv "$GRIDEDGE_STATE/config.new" "$GRIDEDGE_STATE/config"
+    chown -R "$GRIDEDGE_USER:" "$GRIDEDGE_STATE/config" 2>/dev/null || true
+    echo "$want" > "$GRIDEDGE_STATE/.config.hash"
+}
+
+export_gridedge_env() {
+    export GRIDEDGE_STATE GRIDEDGE_VENV
+    export GRIDEDGE_CONFIG_DIR="${GRIDEDGE_CONFIG_DIR:-$GRIDEDGE_STATE/config}"
+    export GRIDEDGE_WHEELS="${GRIDEDGE_WHEELS:-$GRIDEDGE_STATE/wheels}"
+    export GRIDEDGE_SITE_DIR="${GRIDEDGE_SITE_DIR:-$GRIDEDGE_STATE/site}"
 }

@@ -1,0 +1,127 @@
+"""The simulator process of the demo site: one site model, its control socket, and every
+simulated device on the wire (ptys for serial devices, loopback TCP for Modbus).
+
+``gridedge sim run`` runs :func:`run_site` in the foreground until SIGTERM/SIGINT; ``gridedge up``
+starts it as a daemon. Each device's port is linked at ``<run_dir>/dev/<name>``, the names the
+device configs in ``driver_configs/`` use, and ``<run_dir>/sim.ready`` appears once all are up.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from gridedge.sim.site import SiteModel, load_site_spec
+from gridedge.sim.site_server import SiteServer
+
+__all__ = ["SimPorts", "SiteSimulators", "run_site"]
+
+_log = logging.getLogger("gridedge.sim")
+
+
+class _Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class SimPorts:
+    """TCP ports of the simulators (0 = do not start that simulator)."""
+
+    site: int = 8082
+    em24: int = 5021
+    sunspec: int = 5022
+
+
+@dataclass
+class SiteSimulators:
+    """All simulators of one site, started and stopped together."""
+
+    model: SiteModel
+    run_dir: Path
+    ports: SimPorts
+    started: list[tuple[str, _Stoppable]] = field(default_factory=list)
+    tick_s: float = 0.2
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+
+    @property
+    def dev_dir(self) -> Path:
+        """Folder of the pty links."""
+        return self.run_dir / "dev"
+
+    def _start(self, name: str, factory: Callable[[], _Stoppable]) -> None:
+        try:
+            sim = factory()
+        except Exception:
+            _log.exception("simulator %s failed to start", name)
+            raise
+        self.started.append((name, sim))
+        _log.info("simulator %s started", name)
+
+    def start(self) -> None:
+        """Start the site server, the physics ticker and every device simulator."""
+        self.dev_dir.mkdir(parents=True, exist_ok=True)
+        server = SiteServer(model=self.model, port=self.ports.site)
+        server.start()
+        self.started.append(("site", server))
+        self._ticker = threading.Thread(target=self._tick, name="site-physics", daemon=True)
+        self._ticker.start()
+        for name, factory in device_factories(self).items():
+            self._start(name, factory)
+        (self.run_dir / "sim.ready").write_text(str(time.time()))
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self.tick_s):
+            self.model.advance()
+
+    def stop(self) -> None:
+        """Stop everything in reverse order; remove the pty links."""
+        self._stop.set()
+        (self.run_dir / "sim.ready").unlink(missing_ok=True)
+        for name, sim in reversed(self.started):
+            try:
+                sim.stop()
+            except Exception:  # noqa: BLE001 - keep stopping the others
+                _log.exception("stopping simulator %s failed", name)
+        self.started.clear()
+        if self.dev_dir.exists():
+            for link in self.dev_dir.iterdir():
+                if link.is_symlink():
+                    link.unlink(missing_ok=True)
+
+
+def device_factories(sims: SiteSimulators) -> dict[str, Callable[[], Any]]:
+    """Factories of the device simulators of the demo site, by link name."""
+    factories: dict[str, Callable[[], Any]] = {}
+    return factories
+
+
+def run_site(*, site_config: Path, run_dir: Path, ports: SimPorts) -> int:
+    """Run the site's simulators until SIGTERM or SIGINT."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    model = SiteModel(spec=load_site_spec(site_config))
+    sims = SiteSimulators(model=model, run_dir=run_dir, ports=ports)
+    done = threading.Event()
+
+    def _on_signal(signum: int, frame: object) -> None:
+        done.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    try:
+        sims.start()
+        _log.info("site simulators ready (site server on port %d)", ports.site)
+        while not done.wait(1.0):
+            pass
+    finally:
+        sims.stop()
+        _log.info("site simulators stopped")
+    return 0
