@@ -483,6 +483,40 @@ def _default_data_dir() -> Path:
     return Path.home() / ".local" / "share" / "gridedge"
 
 
+#: P1Reading point key -> MeterReading field, for the live P1 port feed
+P1_KEY_MAP: dict[str, str] = {
+    "ts": "meter_time",
+    "import_kwh_t1": "energy_import_t1_kwh",
+    "import_kwh_t2": "energy_import_t2_kwh",
+    "export_kwh_t1": "energy_export_t1_kwh",
+    "export_kwh_t2": "energy_export_t2_kwh",
+    "month_peak_at": "month_peak_time",
+    "gas_at": "gas_time",
+    "water_at": "water_time",
+}
+
+
+def p1_port_reader(port: str, *, baudrate: int = 115200) -> Iterator[tuple[dict, str]]:
+    """Read a P1 port with the project's reader; yield (normalized values, telegram text) for
+    every good telegram (bad CRCs are counted and dropped by the reader, never shown)."""
+    from gridedge.protocols.dsmr.reader import P1Reader, ReceivedTelegram
+
+    telegrams: queue.Queue[ReceivedTelegram] = queue.Queue(maxsize=100)
+    reader = P1Reader(port=port, baudrate=baudrate, on_telegram=telegrams.put)
+    reader.start()
+    try:
+        while True:
+            got = telegrams.get()
+            points = got.reading.as_points()
+            values = {field: points.get(key) for field, key in P1_KEY_MAP.items()}
+            for name in ("tariff", "power_import_w", "power_export_w", "avg_demand_kw", "month_peak_kw",
+                         "gas_m3", "water_m3"):
+                values[name] = points.get(name)
+            yield values, got.decoded.text if hasattr(got.decoded, "text") else ""
+    finally:
+        reader.stop()
+
+
 def run(args: argparse.Namespace, *, port_reader: PortReader | None = None) -> int:
     """Run the dashboard from parsed arguments; ``port_reader`` reads a P1 port for ``--port``."""
     try:
@@ -505,7 +539,7 @@ def run(args: argparse.Namespace, *, port_reader: PortReader | None = None) -> i
         source = f"demo ×{args.speed:g} ({data_dir})"
     else:
         if port_reader is None:
-            raise ConfigError("no P1 reader is wired for --port in this build; use --demo")
+            port_reader = p1_port_reader
         data_dir = Path(args.data_dir) if args.data_dir else _default_data_dir()
         recorder = MeterRecorder(data_dir=data_dir, rates=rates, tz=tz)
         feed = port_feed(args.port, port_reader)
