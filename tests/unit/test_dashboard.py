@@ -160,18 +160,31 @@ def test_port_feed_adapts_reader_output():
     assert list(port_feed("/dev/ttyP1", reader)) == [({"a": 1}, None), ({"b": 2}, "raw")]
 
 
-def test_port_without_reader_is_a_config_error(tmp_path):
-    """--port needs the P1 reader wired in."""
-    args = argparse.Namespace(
-        tz="Europe/Brussels",
-        rates=None,
-        demo=False,
-        port="/dev/ttyUSB0",
-        data_dir=str(tmp_path),
-        speed=1.0,
-        seed=1,
-        backfill_days=0,
-        frames=1,
-    )
-    with pytest.raises(ConfigError, match="no P1 reader"):
-        run(args)
+@pytest.mark.integration
+def test_port_reads_a_real_p1_port_through_the_p1_reader(tmp_path):
+    """--port reads a live P1 port (here the P1 simulator's pty replaying a real Fluvius telegram)
+    through the project's P1 reader and books the readings."""
+    from pathlib import Path
+
+    from gridedge.sim.p1 import P1Simulator, ReplaySource
+
+    shared = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "p1" / "fluvius_v171.txt"
+    sim = P1Simulator(source=ReplaySource(paths=[shared]), interval_s=0.2)
+    sim.start()
+    try:
+        args = argparse.Namespace(
+            tz="Europe/Brussels", rates=None, demo=False, port=sim.port_path, data_dir=str(tmp_path),
+            speed=1.0, seed=1, backfill_days=0, frames=2,
+        )
+        assert run(args) == 0
+    finally:
+        sim.stop()
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "usage.sqlite3") as db:
+        refs = dict(db.execute("SELECT name, value FROM counter_ref").fetchall())
+    # the Fluvius capture's counters (1-0:1.8.1, 1-0:1.8.2, 1-0:2.8.2, gas), as the meter gave them
+    assert refs["import_kwh_t1"] == pytest.approx(0.034)
+    assert refs["import_kwh_t2"] == pytest.approx(15.758)
+    assert refs["export_kwh_t2"] == pytest.approx(0.011)
+    assert refs["gas_m3"] == pytest.approx(112.384)
