@@ -98,10 +98,59 @@ class SiteSimulators:
                     link.unlink(missing_ok=True)
 
 
+def p1_values_from_site(model: SiteModel) -> Callable[[], dict[str, float]]:
+    """The P1 simulator's live values from the site: per-phase power, voltage and current, the
+    Belgian tariff, and the site's energy counters (so P1 and the other meters agree)."""
+
+    def values() -> dict[str, float]:
+        snap = model.snapshot()
+        out: dict[str, float] = {"tariff": snap.tariff,
+                                 "energy_import_t1_kwh": snap.import_kwh[0],
+                                 "energy_import_t2_kwh": snap.import_kwh[1],
+                                 "energy_export_t1_kwh": snap.export_kwh[0],
+                                 "energy_export_t2_kwh": snap.export_kwh[1],
+                                 "gas_flow_m3_h": 0.35}
+        for i, phase in enumerate(snap.phases[:3], start=1):
+            out[f"power_l{i}_w"] = phase.power_w
+            out[f"voltage_l{i}_v"] = phase.voltage_v
+            out[f"current_l{i}_a"] = phase.current_a
+        return out
+
+    return values
+
+
 def device_factories(sims: SiteSimulators) -> dict[str, Callable[[], Any]]:
-    """Factories of the device simulators of the demo site, by link name."""
-    factories: dict[str, Callable[[], Any]] = {}
+    """Factories of the device simulators of the demo site, by link name under ``run/dev``.
+
+    The names and ports are the ones the device configs in ``driver_configs/devices`` use.
+    """
+    from gridedge.sim.modbus_meters import Em24Simulator, SunSpecMeterSimulator
+    from gridedge.sim.p1 import P1Simulator, SynthSource
+    from gridedge.sim.stpm34 import Stpm34Simulator, inputs_from_site
+
+    model, dev = sims.model, sims.dev_dir
+    sunspec_model = 201 if model.spec.phases == 1 else 203
+    factories: dict[str, Callable[[], Any]] = {
+        # the main meter: channel 1 = the grid connection, channel 2 = the heater's circuit
+        "stpm34": lambda: Stpm34Simulator(
+            source=inputs_from_site(model, channel2_circuit="heater"), link_path=dev / "stpm34",
+            temperature_file=dev / "stpm34.temperature").start(),
+        "p1": lambda: P1Simulator(source=SynthSource(values_fn=p1_values_from_site(model)),
+                                  link_path=dev / "p1").start(),
+    }
+    if sims.ports.em24:
+        factories["em24"] = lambda: _started(Em24Simulator(snapshot_source=model.snapshot,
+                                                           host="127.0.0.1", port=sims.ports.em24))
+    if sims.ports.sunspec:
+        factories["sunspec"] = lambda: _started(SunSpecMeterSimulator(
+            snapshot_source=model.snapshot, host="127.0.0.1", port=sims.ports.sunspec,
+            model_id=sunspec_model))
     return factories
+
+
+def _started(sim: Any) -> Any:
+    sim.start()
+    return sim
 
 
 def run_site(*, site_config: Path, run_dir: Path, ports: SimPorts) -> int:

@@ -210,7 +210,7 @@ def test_interface_refuses_writes_and_bad_registry_rows(make_sim) -> None:
 def test_example_device_config_validates() -> None:
     from volttron.driver.interfaces.stpm34.stpm34 import Stpm34RemoteConfig
 
-    data = json.loads((REPO / "driver_configs" / "site_meter.json").read_text())
+    data = json.loads((REPO / "driver_configs" / "devices" / "site" / "main" / "meter.json").read_text())
     assert data["registry_config"] == "config://site_meter.csv"
     remote = Stpm34RemoteConfig.model_validate(data["remote_config"])
     assert remote.port == "{run_dir}/dev/stpm34" and remote.baudrate == 9600

@@ -55,7 +55,7 @@ def test_registry_csv_uses_only_known_keys_and_is_read_only() -> None:
 
 def test_device_config_keeps_run_dir_placeholder() -> None:
     """The example device config points at the simulator's link under {run_dir}."""
-    config = json.loads((REPO / "driver_configs" / "p1_meter.json").read_text())
+    config = json.loads((REPO / "driver_configs" / "devices" / "site" / "main" / "p1.json").read_text())
     assert config["remote_config"]["driver_type"] == "p1"
     assert config["remote_config"]["port"] == "{run_dir}/dev/p1"
     assert config["registry_config"] == "config://p1_meter.csv"
