@@ -81,7 +81,9 @@ class PlatformInstance:
         env = dict(os.environ)
         env["VOLTTRON_HOME"] = str(self.home)
         env["PATH"] = f"{self.venv / 'bin'}:{env.get('PATH', '/usr/bin:/bin')}"
-        env.pop("VIRTUAL_ENV", None)
+        # Poetry inside the platform must install agents into this venv, not into a virtualenv
+        # of its own (see also poetry.toml in the home)
+        env["VIRTUAL_ENV"] = str(self.venv)
         return env
 
     def _prefix(self) -> list[str]:
@@ -98,6 +100,9 @@ class PlatformInstance:
             major, minor = int(out[0]), int(out[1])
             pyproject.write_text(_INSTANCE_PYPROJECT.format(major=major, minor=minor,
                                                             next_minor=minor + 1))
+        poetry_toml = self.home / "poetry.toml"
+        if not poetry_toml.exists():
+            poetry_toml.write_text("[virtualenvs]\ncreate = false\n")
         config = self.home / "config"
         if not config.exists():
             config.write_text(
@@ -213,8 +218,13 @@ class PlatformInstance:
     # -- installation -------------------------------------------------------------------------
 
     def install_lib(self, wheel: Path) -> None:
-        """``vctl install-lib`` a library wheel (driver interfaces), replacing an older build."""
-        self.vctl("install-lib", "--force", str(wheel))
+        """``vctl install-lib`` a library wheel (driver interfaces), replacing an older build.
+
+        ``--force`` fails when the library is not installed yet, and a plain install fails when
+        it is: try the plain one first."""
+        res = self.vctl("install-lib", str(wheel), check=False)
+        if res.returncode != 0:
+            self.vctl("install-lib", "--force", str(wheel))
 
     def install_agent(self, wheel: Path, *, identity: str, config: Path | None = None,
                       tag: str | None = None, start: bool = True, priority: int = 50) -> None:

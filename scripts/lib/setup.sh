@@ -133,8 +133,8 @@ ensure_thirdparty_wheels() {
         local file; file="$(echo "${spec}" | sed 's/-/_/g; s/==/-/')-py3-none-any.whl"
         if [ ! -f "$dir/$file" ]; then
             log "downloading the $spec agent wheel"
-            "$GRIDEDGE_VENV/bin/pip" download -q --no-deps -d "$dir" "$spec" >/dev/null \
-                || die "pip download $spec failed"
+            "$GRIDEDGE_VENV/bin/pip" download -q --no-deps -d "$dir" "$spec" >"$dir/download.log" 2>&1 \
+                || { cat "$dir/download.log" >&2; die "pip download $spec failed"; }
         fi
         if [ ! -f "$GRIDEDGE_STATE/wheels/$file" ]; then
             "$GRIDEDGE_VENV/bin/python" -c 'import sys; sys.path.insert(0, sys.argv[3]); from pathlib import Path; from gridedge.platform.wheels import strip_requirements; strip_requirements(Path(sys.argv[1]), Path(sys.argv[2]))' \
