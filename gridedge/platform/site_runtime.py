@@ -198,9 +198,23 @@ class SiteRuntime:
         env["PYTHONUNBUFFERED"] = "1"
         return env
 
+    def _library_digest(self) -> str:
+        """Content hash of the installed shared library: processes running older code restart."""
+        return _sha(self._wheel("gridedge"))
+
+    def _restart_if_changed(self, name: str, digest: str) -> None:
+        """Stop daemon ``name`` if it runs code or config other than ``digest``."""
+        stamp = self.run_dir / f"{name}.digest"
+        pid_file = self.run_dir / f"{name}.pid"
+        if daemon_pid(pid_file) is not None and (not stamp.exists() or stamp.read_text() != digest):
+            stop_daemon(pid_file)
+        stamp.write_text(digest)
+
     def start_simulators(self) -> None:
         """Start the simulator process (site model, pty devices, Modbus servers)."""
         site_config = self.render(self.config_dir / "platform_config" / "site.json")
+        self._restart_if_changed("sim", self._library_digest() + _sha(site_config)
+                                 + json.dumps(self.ports.as_dict(), sort_keys=True))
         start_daemon(
             self._python_cmd("sim", "run", "--site-config", str(site_config),
                              "--run-dir", str(self.run_dir), "--site-port", str(self.ports.site),
@@ -219,6 +233,7 @@ class SiteRuntime:
         """Start the demo VTN (unless an outside VTN is configured)."""
         if not self.local_vtn:
             return
+        self._restart_if_changed("vtn", self._library_digest() + json.dumps(self.ports.as_dict(), sort_keys=True))
         start_daemon(
             self._python_cmd("vtn", "serve", "--host", "127.0.0.1", "--port", str(self.ports.vtn),
                              "--control-port", str(self.ports.vtn_control)),
@@ -292,6 +307,9 @@ class SiteRuntime:
             wheel = self._wheel(agent["wheel"])
             config = self.render(self.config_dir / "platform_config" / agent["config"]) if agent.get("config") else None
             digest = _sha(wheel) + (_sha(config) if config else "")
+            if identity.startswith("gridedge."):
+                # our agents run the shared library: a new library means a restart with it
+                digest += self._library_digest()
             key = f"agent:{identity}"
             if installed.get(key) == digest and identity in present:
                 if "running" not in present[identity]["status"]:
@@ -350,6 +368,8 @@ class SiteRuntime:
             log("stopped the VTN")
         if stop_daemon(self.run_dir / "sim.pid"):
             log("stopped the simulators")
+        for stamp in ("sim.digest", "vtn.digest"):
+            (self.run_dir / stamp).unlink(missing_ok=True)
         dev = self.run_dir / "dev"
         if dev.exists():
             for link in dev.iterdir():

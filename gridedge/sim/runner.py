@@ -9,6 +9,7 @@ device configs in ``driver_configs/`` use, and ``<run_dir>/sim.ready`` appears o
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import threading
 import time
@@ -127,6 +128,7 @@ def device_factories(sims: SiteSimulators) -> dict[str, Callable[[], Any]]:
     from gridedge.sim.modbus_meters import Em24Simulator, SunSpecMeterSimulator
     from gridedge.sim.p1 import P1Simulator, SynthSource
     from gridedge.sim.stpm34 import Stpm34Simulator, inputs_from_site
+    from gridedge.sim.xdm1041 import SimpleBattery, make_battery_pair
 
     model, dev = sims.model, sims.dev_dir
     sunspec_model = 201 if model.spec.phases == 1 else 203
@@ -137,6 +139,12 @@ def device_factories(sims: SiteSimulators) -> dict[str, Callable[[], Any]]:
             temperature_file=dev / "stpm34.temperature").start(),
         "p1": lambda: P1Simulator(source=SynthSource(values_fn=p1_values_from_site(model)),
                                   link_path=dev / "p1").start(),
+        # the battery bank's power monitor: two XDM1041 meters (terminal voltage, shunt);
+        # the battery cycles gently between charge and discharge
+        "xdm1041": lambda: make_battery_pair(
+            battery=SimpleBattery(capacity_ah=100.0, soc=0.7,
+                                  current_fn=lambda t: 20.0 * math.sin(t / 300.0)),
+            shunt_ohm=0.00075, link_dir=dev).start(),
     }
     if sims.ports.em24:
         factories["em24"] = lambda: _started(Em24Simulator(snapshot_source=model.snapshot,

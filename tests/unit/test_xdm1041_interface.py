@@ -70,8 +70,8 @@ def test_registry_rows_name_a_known_quantity(row: dict, ok: bool) -> None:
 
 
 def test_shipped_registry_and_device_config_are_valid() -> None:
-    """driver_configs/battery_monitor.json and its registry CSV validate against the interface."""
-    device = json.loads((_ROOT / "driver_configs" / "battery_monitor.json").read_text())
+    """driver_configs/devices/site/main/battery.json and its registry CSV validate against the interface."""
+    device = json.loads((_ROOT / "driver_configs" / "devices" / "site" / "main" / "battery.json").read_text())
     remote = device["remote_config"]
     assert remote["voltage_port"] == "{run_dir}/dev/xdm_voltage"
     assert remote["shunt_port"] == "{run_dir}/dev/xdm_shunt"

@@ -112,7 +112,9 @@ class _Timer:
     def __init__(self, agent: Agent, at_epoch_s: float, func: Callable[[], None]) -> None:
         schedule = getattr(agent.core, "schedule", None)
         if schedule is not None:
-            self._handle: Any = schedule(at_epoch_s, func)
+            # core.schedule wants a datetime (an epoch float fails in volttron.utils.time)
+            when = datetime.fromtimestamp(at_epoch_s, tz=timezone.utc)
+            self._handle: Any = schedule(when, func)
         else:  # volttron-testing's MockCore has no scheduler
             self._handle = gevent.spawn_later(max(0.0, at_epoch_s - time.time()), func)
 
