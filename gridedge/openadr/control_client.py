@@ -12,6 +12,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from gridedge.errors import ProtocolError, ProtocolTimeout
@@ -24,9 +25,21 @@ DEFAULT_CONTROL_URL = "http://127.0.0.1:8081"
 
 
 def default_control_url(environ: Mapping[str, str] | None = None) -> str:
-    """``$GRIDEDGE_VTN_CONTROL_URL`` when set, else ``http://127.0.0.1:8081``."""
+    """``$GRIDEDGE_VTN_CONTROL_URL`` when set; else the control URL of the running demo site
+    (``$GRIDEDGE_SITE_DIR/run/ports.json``, written by ``gridedge up``, which may have moved its
+    ports with ``GRIDEDGE_PORT_BASE``); else ``http://127.0.0.1:8081``."""
     env = os.environ if environ is None else environ
-    return env.get(CONTROL_URL_ENV) or DEFAULT_CONTROL_URL
+    if env.get(CONTROL_URL_ENV):
+        return env[CONTROL_URL_ENV]
+    site_dir = env.get("GRIDEDGE_SITE_DIR")
+    if site_dir:
+        try:
+            ports = json.loads((Path(site_dir) / "run" / "ports.json").read_text())
+        except (OSError, ValueError):
+            ports = {}
+        if isinstance(ports, dict) and ports.get("vtn_control_url"):
+            return str(ports["vtn_control_url"])
+    return DEFAULT_CONTROL_URL
 
 
 class VtnControlError(ProtocolError):

@@ -11,11 +11,12 @@ import it only in programs that talk to the bus.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +38,27 @@ class BusError(GridEdgeError):
     retryable = True
 
 
+@contextlib.contextmanager
+def _real_core() -> Iterator[None]:
+    """Build agents on the real ZMQ core even where a test harness has installed volttron-testing's
+    MockCoreBuilder as the process-wide core builder (it has no VIP connection)."""
+    import volttron.client.decorators as decorators
+    from volttron.messagebus.zmq.zmq_core import ZmqCoreBuilder
+
+    saved = decorators.__core_builder__
+    if saved is not None and not isinstance(saved, ZmqCoreBuilder):
+        decorators.__core_builder__ = ZmqCoreBuilder()
+    try:
+        yield
+    finally:
+        decorators.__core_builder__ = saved
+
+
 def _connect(home: Path, address: str, credentials_file: Path) -> tuple[Agent, gevent.Greenlet]:
     creds = VolttronCredentials(**json.loads(credentials_file.read_text()))
     options = AgentOptions(heartbeat_autostart=False, volttron_home=str(home), enable_store=False)
-    agent = Agent(credentials=creds, options=options, address=address)
+    with _real_core():
+        agent = Agent(credentials=creds, options=options, address=address)
     ready = gevent.event.Event()
     greenlet = gevent.spawn(agent.core.run, ready)
     if not ready.wait(timeout=10):

@@ -112,3 +112,26 @@ def test_control_url_default_and_environment() -> None:
     """The control URL is $GRIDEDGE_VTN_CONTROL_URL, else http://127.0.0.1:8081."""
     assert default_control_url({}) == "http://127.0.0.1:8081"
     assert default_control_url({"GRIDEDGE_VTN_CONTROL_URL": "http://h:1"}) == "http://h:1"
+
+
+@pytest.mark.parametrize(
+    ("env", "ports", "expected"),
+    [
+        ({"GRIDEDGE_VTN_CONTROL_URL": "http://vtn.local:9"}, {"vtn_control_url": "http://127.0.0.1:7"},
+         "http://vtn.local:9"),
+        ({}, {"vtn_control_url": "http://127.0.0.1:18081"}, "http://127.0.0.1:18081"),
+        ({}, None, "http://127.0.0.1:8081"),
+        ({}, {"vtn_control_url": None}, "http://127.0.0.1:8081"),
+    ],
+)
+def test_control_url_follows_the_running_site(tmp_path, env, ports, expected) -> None:
+    """The CLI finds the demo VTN's control surface: explicit env first, then the running site's
+    ports.json (its ports may be moved by GRIDEDGE_PORT_BASE), then the default port."""
+    import json
+
+    from gridedge.openadr.control_client import default_control_url
+
+    if ports is not None:
+        (tmp_path / "run").mkdir()
+        (tmp_path / "run" / "ports.json").write_text(json.dumps(ports))
+    assert default_control_url({**env, "GRIDEDGE_SITE_DIR": str(tmp_path)}) == expected
