@@ -42,7 +42,7 @@ class BusError(GridEdgeError):
 def _real_core() -> Iterator[None]:
     """Build agents on the real ZMQ core even where a test harness has installed volttron-testing's
     MockCoreBuilder as the process-wide core builder (it has no VIP connection)."""
-    import volttron.client.decorators as decorators
+    from volttron.client import decorators
     from volttron.messagebus.zmq.zmq_core import ZmqCoreBuilder
 
     saved = decorators.__core_builder__
@@ -140,7 +140,7 @@ class BusClient:
             return self.agent.vip.rpc.call(peer, method, *args, **kwargs).get(timeout=timeout_s)
         except gevent.Timeout as exc:
             raise BusError(f"{peer}.{method} did not answer within {timeout_s} s") from exc
-        except Exception as exc:  # noqa: BLE001 - RPC errors come in many types; name them
+        except Exception as exc:
             raise BusError(f"{peer}.{method} failed: {type(exc).__name__}: {exc}") from exc
 
     def peers(self) -> list[str]:
@@ -150,7 +150,7 @@ class BusClient:
     def subscribe(self, prefix: str, callback: Callable[[str, Any], None] | None = None) -> None:
         """Collect every message under ``prefix`` (see :meth:`messages`)."""
 
-        def on_message(peer, sender, bus, topic, headers, message):  # noqa: ANN001
+        def on_message(peer, sender, bus, topic, headers, message):
             with self._lock:
                 self._messages.setdefault(prefix, []).append((time.time(), topic, message))
             if callback is not None:

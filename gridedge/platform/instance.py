@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gridedge.errors import GridEdgeError
+from gridedge.platform.processes import daemon_pid
 
 __all__ = ["PlatformError", "PlatformInstance", "platform_user_prefix"]
 
@@ -121,17 +122,7 @@ class PlatformInstance:
 
     def pid(self) -> int | None:
         """The platform's pid if it is running."""
-        try:
-            pid = int(self.pid_path.read_text().strip())
-        except (OSError, ValueError):
-            return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            return pid
-        return pid
+        return daemon_pid(self.pid_path)
 
     def is_running(self) -> bool:
         """Whether the platform process is alive."""

@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["start_daemon", "stop_daemon", "daemon_pid"]
+__all__ = ["daemon_pid", "start_daemon", "stop_daemon"]
 
 
 def daemon_pid(pid_file: Path) -> int | None:

@@ -77,6 +77,9 @@ class SiteSimulators:
         self._ticker.start()
         for name, factory in device_factories(self).items():
             self._start(name, factory)
+        for name, sim in self.started:
+            if name == "stpm34":
+                server.add_fault_handler(name, _stpm34_fault(sim))
         (self.run_dir / "sim.ready").write_text(str(time.time()))
 
     def _tick(self) -> None:
@@ -154,6 +157,26 @@ def device_factories(sims: SiteSimulators) -> dict[str, Callable[[], Any]]:
             snapshot_source=model.snapshot, host="127.0.0.1", port=sims.ports.sunspec,
             model_id=sunspec_model))
     return factories
+
+
+def _stpm34_fault(sim: Any) -> Callable[[dict[str, Any]], None]:
+    """Fault settings of the STPM34 board: ``silent`` (stops answering), ``corrupt_every`` (CRC
+    noise on every Nth reply), ``garbage_every`` (stray bytes)."""
+
+    def apply(settings: dict[str, Any]) -> None:
+        unknown = set(settings) - {"silent", "corrupt_every", "garbage_every"}
+        if unknown:
+            raise ValueError(f"unknown stpm34 fault settings {sorted(unknown)}")
+        if "silent" in settings:
+            sim.silent = bool(settings["silent"])
+        for key in ("corrupt_every", "garbage_every"):
+            if key in settings:
+                value = int(settings[key])
+                if value < 0:
+                    raise ValueError(f"{key} must be >= 0")
+                setattr(sim, key, value)
+
+    return apply
 
 
 def _started(sim: Any) -> Any:

@@ -29,11 +29,11 @@ __all__ = [
     "CircuitSpec",
     "CircuitState",
     "PhaseSample",
+    "SiteModel",
     "SiteSnapshot",
     "SiteSpec",
-    "SiteModel",
-    "load_site_spec",
     "daily_profile",
+    "load_site_spec",
 ]
 
 Modulation = Literal["binary", "continuous"]

@@ -8,6 +8,9 @@ Protocol: newline-delimited JSON over TCP on loopback, one request per line, one
 - ``{"op": "snapshot"}`` -> ``{"ok": true, "power_w": ..., "circuits": [...], ...}``
 - ``{"op": "pin_events", "since": 0}`` -> ``{"ok": true, "events": [[seq, ts, pin, level], ...]}``
   (the last pin changes with the wall-clock time they reached the model; used by benchmarks)
+- ``{"op": "fault", "device": "stpm34", "silent": true, "corrupt_every": 3}`` -> ``{"ok": true}``:
+  inject a device fault (a board that stops answering, CRC noise); each device simulator
+  registers which settings it takes. Used by the integration tests of failure handling.
 
 A malformed line gets ``{"ok": false, "error": "..."}`` and the connection stays open.
 """
@@ -20,11 +23,12 @@ import socketserver
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from gridedge.sim.site import SiteModel, SiteSnapshot
 
-__all__ = ["SiteServer", "SiteClient", "snapshot_to_dict"]
+__all__ = ["SiteClient", "SiteServer", "snapshot_to_dict"]
 
 
 def snapshot_to_dict(snap: SiteSnapshot) -> dict[str, Any]:
@@ -78,6 +82,7 @@ class SiteServer:
         self._server.owner = self
         self._thread: threading.Thread | None = None
         self._events: deque[tuple[int, float, int, float]] = deque(maxlen=2000)
+        self._faults: dict[str, Callable[[dict[str, Any]], None]] = {}
         self._seq = 0
         self._ev_lock = threading.Lock()
         model.add_pin_listener(self._on_pin)
@@ -87,6 +92,10 @@ class SiteServer:
         """(host, port) actually bound."""
         host, port = self._server.server_address[:2]
         return str(host), int(port)
+
+    def add_fault_handler(self, device: str, handler: Callable[[dict[str, Any]], None]) -> None:
+        """Let ``{"op": "fault", "device": device, ...}`` requests reach ``handler(settings)``."""
+        self._faults[device] = handler
 
     def _on_pin(self, pin: int, level: float) -> None:
         with self._ev_lock:
@@ -108,6 +117,14 @@ class SiteServer:
             with self._ev_lock:
                 events = [list(e) for e in self._events if e[0] > since]
             return {"ok": True, "events": events}
+        if op == "fault":
+            device = str(req.get("device"))
+            handler = self._faults.get(device)
+            if handler is None:
+                return {"ok": False, "error": f"no fault injection for device {device!r}; "
+                                             f"known: {sorted(self._faults)}"}
+            handler({k: v for k, v in req.items() if k not in ("op", "device")})
+            return {"ok": True}
         return {"ok": False, "error": f"unknown op {op!r}"}
 
     def start(self) -> None:

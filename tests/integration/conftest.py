@@ -10,8 +10,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,8 +22,12 @@ STATE = Path(os.environ.get("GRIDEDGE_STATE", "/var/lib/gridedge"))
 
 
 def _need_platform() -> None:
-    if not (STATE / "wheels").is_dir():
-        pytest.fail(f"no wheels in {STATE / 'wheels'}: run the tests through scripts/test")
+    """The site runs the installed wheels: rebuild them if the checkout changed (a no-op when it
+    did not), so that a plain ``pytest`` run never tests stale code."""
+    res = subprocess.run(["bash", "-c", "source scripts/lib/setup.sh && ensure_all"], cwd=REPO,
+                         capture_output=True, text=True, check=False)
+    if res.returncode != 0:
+        pytest.fail(f"setting up the platform venv and wheels failed:\n{res.stderr[-2000:]}")
 
 
 @pytest.fixture(scope="session")
@@ -45,13 +51,26 @@ def demo_site() -> Iterator[object]:
             shutil.rmtree(site_dir, ignore_errors=True)
 
 
+def wait_for(predicate, *, timeout_s: float, what: str, interval_s: float = 0.3) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail naming ``what`` and the last value."""
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval_s)
+    pytest.fail(f"timed out after {timeout_s} s waiting for {what}; last: {last!r}")
+
+
 def gridedge_cli(*args: str, env: dict[str, str] | None = None, timeout_s: float = 60) -> subprocess.CompletedProcess:
     """Run ``python -m gridedge.cli ARGS`` from the checkout in a fresh process."""
     full_env = dict(os.environ)
     full_env["PYTHONPATH"] = str(REPO)
     full_env.update(env or {})
     return subprocess.run([str(STATE / "venv" / "bin" / "python"), "-m", "gridedge.cli", *args],
-                          capture_output=True, text=True, timeout=timeout_s, env=full_env, cwd=REPO)
+                          capture_output=True, text=True, timeout=timeout_s, env=full_env, cwd=REPO,
+                          check=False)
 
 
 def cli_json(*args: str, env: dict[str, str] | None = None) -> object:

@@ -4,28 +4,16 @@ keeps every device's ``all`` publishes; ``gridedge status --json`` shows it all.
 
 from __future__ import annotations
 
+import os
 import sqlite3
-import time
 from typing import Any
 
 import pytest
-from conftest import cli_json, gridedge_cli
+from conftest import cli_json, gridedge_cli, wait_for
 
 pytestmark = pytest.mark.integration
 
 BASE_W = 10_000.0
-
-
-def wait_for(predicate, *, timeout_s: float, what: str, interval_s: float = 0.3) -> Any:
-    """Poll ``predicate`` until truthy; fail naming ``what`` and the last value."""
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval_s)
-    pytest.fail(f"timed out after {timeout_s} s waiting for {what}; last: {last!r}")
 
 
 def vtn(site, *args: str) -> Any:
@@ -80,7 +68,7 @@ def test_dr_event_sheds_the_circuits_the_meter_drops_the_vtn_sees_it_and_cancel_
         low = [r for r in reports if r["value"] < BASE_W - 1900]
         return opted and low and (event, reports)
 
-    event, reports = wait_for(vtn_saw_it, timeout_s=30, what="the VTN to get the opt-in and a low report")
+    _event, reports = wait_for(vtn_saw_it, timeout_s=30, what="the VTN to get the opt-in and a low report")
     assert any(r["value"] > BASE_W * 0.99 for r in reports), "reports before the event show the full site"
 
     vtn(demo_site, "cancel", event_id)
@@ -138,3 +126,50 @@ def test_up_again_is_idempotent_and_fast(demo_site) -> None:
     demo_site.up(log=lines.append)
     assert not [ln for ln in lines if ln.startswith(("installing", "storing"))], lines
     assert demo_site.status()["platform"] == "running"
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _processes_mentioning(text: str) -> list[str]:
+    """Live processes whose command line or environment names ``text``."""
+    from pathlib import Path
+
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            # agents carry the site only in their environment (VOLTTRON_HOME)
+            environ = (proc / "environ").read_bytes().decode(errors="replace")
+            state = (proc / "stat").read_text().split(")")[-1].split()[0]
+        except OSError:
+            continue
+        if (text in cmdline or text in environ) and state != "Z":
+            found.append(f"{proc.name}: {cmdline[:120]}")
+    return found
+
+
+def test_down_leaves_no_process_pty_or_port_and_up_brings_it_back(demo_site) -> None:
+    """down stops the platform and every agent (which revert their devices), the VTN and the
+    simulators: no process of the site is left, no pty link, no listening port. A later up
+    brings the same site back without reinstalling anything."""
+    demo_site.down(log=lambda m: None)
+    wait_for(lambda: not _processes_mentioning(str(demo_site.site_dir)), timeout_s=15,
+             what="every process of the site to end")
+    assert list((demo_site.run_dir / "dev").iterdir()) == []
+    for name, port in demo_site.ports.as_dict().items():
+        assert not _listening(port), f"port {port} ({name}) still listening after down"
+    assert demo_site.status()["platform"] == "stopped"
+
+    lines: list[str] = []
+    demo_site.up(log=lines.append)
+    assert not [ln for ln in lines if ln.startswith("installing")], lines
+    wait_for(lambda: (demo_site.status()["site_power_w"] or 0) > BASE_W * 0.99, timeout_s=60,
+             what="the meter to measure the site again after up")

@@ -25,7 +25,6 @@ from gridedge.cli.dashboard import (
 from gridedge.domain.capacity import MonthPeak
 from gridedge.domain.tariffs import EXAMPLE_RATES, parse_rates
 from gridedge.domain.usage import MeterReading
-from gridedge.errors import ConfigError
 from gridedge.storage import MeterRecorder
 
 BRU = ZoneInfo("Europe/Brussels")
