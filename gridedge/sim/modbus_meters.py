@@ -17,6 +17,14 @@ Faithful to the devices on the wire:
   model; only function 03 (anything else: exception 01); registers outside the map answer
   exception 02; some points are deliberately "not implemented" (markers on the wire).
 
+Both answer on the wire as a meter does: every request, in the order it arrived, also when
+requests arrive back to back (pymodbus's own request handler answers one request per received
+chunk and drops what is still buffered when it sends; a meter does not lose requests); a
+request whose fields are out of range gets exception 03 (illegal data value), not a malformed
+reply; a request for another unit id gets exception 0Bh (gateway target device failed to
+respond), as from a meter behind a Modbus TCP gateway. :meth:`ModbusMeterSimulator.stall`
+makes the meter busy for a while: requests received meanwhile are answered late.
+
 What the site model does not know is simplified and said so: demand values equal the present
 power (no 15-minute integration), per-phase energy and reactive energy read 0 on the EM24
 and are "not implemented" on the SunSpec meter.
@@ -28,11 +36,15 @@ import asyncio
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pymodbus.constants import ExcCodes
+from pymodbus.exceptions import ModbusIOException
+from pymodbus.pdu import ExceptionResponse, ModbusPDU
 from pymodbus.server import ModbusTcpServer
+from pymodbus.server.requesthandler import ServerRequestHandler
 from pymodbus.simulator import DataType, SimData, SimDevice
 from typing_extensions import Self
 
@@ -251,6 +263,97 @@ def sunspec_meter_image(
     return build_image([common, meter_words])
 
 
+#: Modbus TCP: MBAP header (transaction, protocol, length, unit) and the largest ADU
+_MBAP_BYTES = 7
+_MAX_ADU_BYTES = 260
+
+
+class _InOrderRequestHandler(ServerRequestHandler):
+    """One client connection, answered as a meter answers: every request, in arrival order.
+
+    Keeps its own receive buffer (pymodbus clears the transport's on every send) and a queue
+    of decoded requests, answered one after the other by a single task, so a request that
+    arrives while another is being answered waits for its turn instead of being lost.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._rx = b""
+        #: (PDU, True = a request to answer / False = a ready exception response, address)
+        self._queue: deque[tuple[ModbusPDU, bool, tuple | None]] = deque()
+        self._answering: asyncio.Task[None] | None = None
+
+    def callback_data(self, data: bytes, addr: tuple | None = None) -> int:
+        self._rx += data
+        while len(self._rx) >= _MBAP_BYTES:
+            frame_bytes = 6 + int.from_bytes(self._rx[4:6], "big")
+            if self._rx[2:4] != b"\0\0" or not _MBAP_BYTES < frame_bytes <= _MAX_ADU_BYTES:
+                self._rx = b""  # not Modbus TCP: a meter ignores it
+                break
+            if len(self._rx) < frame_bytes:
+                break
+            frame, self._rx = self._rx[:frame_bytes], self._rx[frame_bytes:]
+            try:
+                _, pdu = self.framer.handleFrame(frame, 0, 0)
+            except ModbusIOException:
+                self._queue.append((self._refusal(frame), False, addr))
+                continue
+            if pdu is None:
+                continue
+            if pdu.dev_id not in self.server.context.device_ids():
+                # a Modbus TCP device behind a gateway: the unit does not exist, exception 0Bh
+                self._queue.append((self._refusal(frame, ExcCodes.GATEWAY_NO_RESPONSE), False, addr))
+                continue
+            self._queue.append((pdu, True, addr))
+        if self._queue and self._answering is None:
+            self._answering = self.loop.create_task(self._answer_queue())
+        return len(data)
+
+    def _refusal(self, frame: bytes, code: ExcCodes | None = None) -> ExceptionResponse:
+        """The exception answering ``frame``: ``code``, or for a request that cannot be decoded
+        03 (fields out of range) for a function the device knows and 01 otherwise."""
+        function_code = frame[_MBAP_BYTES]
+        if code is None:
+            known = function_code in self.framer.decoder.list_function_codes()
+            code = ExcCodes.ILLEGAL_VALUE if known else ExcCodes.ILLEGAL_FUNCTION
+        response = ExceptionResponse(function_code, exception_code=code)
+        response.transaction_id = int.from_bytes(frame[0:2], "big")
+        response.dev_id = frame[6]
+        return response
+
+    async def _answer_queue(self) -> None:
+        try:
+            while self._queue:
+                busy_s = self.server.busy_until() - time.monotonic()
+                if busy_s > 0:
+                    await asyncio.sleep(busy_s)
+                    continue  # the connection may have gone meanwhile
+                pdu, is_request, addr = self._queue.popleft()
+                if is_request:
+                    self.last_pdu, self.last_addr = pdu, addr
+                    await self.handle_request()
+                else:
+                    self.server_send(pdu, addr)
+        finally:
+            self._answering = None
+
+    def callback_disconnected(self, exc: Exception | None) -> None:
+        self._queue.clear()
+        super().callback_disconnected(exc)
+
+
+class _MeterTcpServer(ModbusTcpServer):
+    """pymodbus's TCP server with :class:`_InOrderRequestHandler` for each connection;
+    ``busy_until()`` (``time.monotonic()``) holds every answer back until then."""
+
+    def __init__(self, *args: Any, busy_until: Callable[[], float], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.busy_until = busy_until
+
+    def callback_new_connection(self) -> _InOrderRequestHandler:
+        return _InOrderRequestHandler(self, self.trace_packet, self.trace_pdu, self.trace_connect)
+
+
 class ModbusMeterSimulator:
     """A pymodbus TCP server in its own thread serving a register image refreshed from the site.
 
@@ -291,6 +394,7 @@ class ModbusMeterSimulator:
         self._stop_event: asyncio.Event | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
+        self._stalled_until = 0.0  # time.monotonic(): wall time on the wire, not the site clock
         self.requests = 0  #: requests answered (for tests and the demo's status page)
 
     # --- device behaviour -------------------------------------------------------------------
@@ -337,6 +441,13 @@ class ModbusMeterSimulator:
 
     def _patch(self, start_address: int, address: int, count: int, registers: list[int]) -> None:
         """Hook for request-dependent register contents (see :class:`Em24Simulator`)."""
+
+    def stall(self, duration_s: float) -> None:
+        """Answer nothing for ``duration_s`` from now, as a meter busy with something else:
+        requests received meanwhile are answered when the stall ends (late, for their client)."""
+        if duration_s < 0:
+            raise ConfigError(f"stall duration must be >= 0 s, got {duration_s}")
+        self._stalled_until = time.monotonic() + duration_s
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -401,7 +512,8 @@ class ModbusMeterSimulator:
 
     async def _serve(self) -> None:
         self._stop_event = asyncio.Event()
-        server = ModbusTcpServer(self._sim_device(), address=(self._host, self._requested_port))
+        server = _MeterTcpServer(self._sim_device(), address=(self._host, self._requested_port),
+                                 busy_until=lambda: self._stalled_until)
         await server.serve_forever(background=True)
         sockets = getattr(server.transport, "sockets", None) or []
         self._port = sockets[0].getsockname()[1] if sockets else self._requested_port

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+import gevent
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -14,6 +15,7 @@ sys.path.insert(0, str(REPO / "agents/drivers/modbus_meter"))
 
 from volttron.driver.base.config import RemoteConfig
 from volttron.driver.base.interfaces import BaseInterface
+from volttron.driver.interfaces.modbus_meter import modbus_meter as modbus_meter_module
 from volttron.driver.interfaces.modbus_meter.modbus_meter import (
     ModbusMeter,
     ModbusMeterConfigError,
@@ -21,7 +23,9 @@ from volttron.driver.interfaces.modbus_meter.modbus_meter import (
 )
 
 from gridedge.errors import DeviceError
-from gridedge.protocols.modbus_meters import RtuTransport, TcpTransport
+from gridedge.protocols.modbus_meters import Function, RtuTransport, TcpTransport
+from gridedge.sim.modbus_meters import sunspec_meter_image
+from gridedge.sim.site import SiteModel, load_site_spec
 
 
 def _interface(**remote: object) -> ModbusMeter:
@@ -116,3 +120,53 @@ def test_devices_on_one_meter_share_a_remote() -> None:
     c = ModbusMeter.unique_remote_id("devices/c", RemoteConfig(driver_type="modbus_meter", host="h", port=502,
                                                                  unit_id=2))
     assert a == b != c
+
+
+class CooperativeMeter:
+    """A SunSpec meter behind a connection that yields to other greenlets mid-transaction, as
+    a gevent socket does; counts how many transactions overlap on it."""
+
+    def __init__(self, **_: object) -> None:
+        site = SiteModel(spec=load_site_spec({"circuits": [], "base_load_w": 1000, "phases": 1}),
+                         clock=lambda: 1_700_000_000.0)
+        snapshot = site.snapshot()
+        self.power_w = snapshot.power_w
+        self.words = sunspec_meter_image(snapshot, model_id=201)
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.reads = 0
+
+    def read(self, function: Function, address: int, count: int) -> list[int]:
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            gevent.sleep(0.001)  # request sent; the answer is on its way
+            self.reads += 1
+            start = address - 40000
+            if start < 0 or start + count > len(self.words):
+                raise DeviceError("answered Modbus exception 2 (illegal data address)")
+            return self.words[start : start + count]
+        finally:
+            self.in_flight -= 1
+
+    def close(self) -> None:
+        pass
+
+
+def test_concurrent_scrapes_take_turns_on_the_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rule: greenlets scraping one device at once (several pollers, get_point calls) never
+    overlap on its connection, SunSpec discovery included, and each gets a complete scrape."""
+    meter = CooperativeMeter()
+    monkeypatch.setattr(modbus_meter_module, "ModbusRegisterReader", lambda **kw: meter)
+    iface = _interface(protocol="sunspec", port=5022)
+    for row in _rows("sunspec_meter.csv"):
+        iface.insert_register(iface.create_register(ModbusMeterPointConfig(**row)), "devices/site/main/m")
+    names = iface.get_register_names()
+    polls = [gevent.spawn(iface.get_multiple_points, names) for _ in range(3)]
+    polls.append(gevent.spawn(iface.get_point, "devices/site/main/m/power_w"))
+    gevent.joinall(polls, raise_error=True)
+    assert meter.max_in_flight == 1
+    for poll in polls[:3]:
+        values, errors = poll.value
+        assert errors == {} and set(values) == set(names)
+    assert polls[3].value == polls[0].value[0]["devices/site/main/m/power_w"] == pytest.approx(meter.power_w, abs=0.5)

@@ -9,6 +9,7 @@ import math
 
 import pytest
 
+from gridedge.errors import ConfigError
 from gridedge.protocols.modbus_meters import EM24_POINTS, Function
 from gridedge.protocols.sunspec import METER_MODEL_IDS, SunSpecPointRef, discover, model_def, scrape_sunspec
 from gridedge.sim.modbus_meters import (
@@ -142,3 +143,14 @@ def test_simulator_refuses_invalid_settings(factory, kwargs) -> None:
 
     with pytest.raises(ConfigError):
         factory(snapshot_source=_site().snapshot, **kwargs)
+
+
+@pytest.mark.parametrize(("duration_s", "valid"), [(0.0, True), (2.5, True), (-0.1, False)])
+def test_stall_takes_a_non_negative_duration(duration_s: float, valid: bool) -> None:
+    """A meter can be made busy for zero or more seconds (no server needed to set it)."""
+    sim = SunSpecMeterSimulator(snapshot_source=_site().snapshot)
+    if valid:
+        sim.stall(duration_s)
+    else:
+        with pytest.raises(ConfigError, match="stall"):
+            sim.stall(duration_s)

@@ -7,10 +7,20 @@ behind it differs. Failures are translated into GridEdge errors:
   naming the exception code (will not change by retrying the same request);
 - no answer, a broken frame or a lost connection -> :class:`~gridedge.errors.ProtocolTimeout`
   (retryable; the connection is closed and reopened on the next read).
+
+One transaction at a time: pymodbus's sync client is not safe for concurrent callers. Its own
+lock covers only send-and-receive, not the connect before it, so two callers that meet while
+connecting each set the client's socket and then send, receive and close on each other's
+connection; answers go to the wrong caller and every read fails while the callers keep
+meeting. Each :meth:`ModbusRegisterReader.read` and :meth:`ModbusRegisterReader.close` therefore
+holds the reader's lock: a thread lock by default, the caller's own where callers are not
+threads (greenlets hand in a gevent lock).
 """
 
 from __future__ import annotations
 
+import threading
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from pymodbus.client import ModbusSerialClient, ModbusTcpClient
@@ -75,7 +85,12 @@ class RtuTransport:
 
 
 class ModbusRegisterReader:
-    """Reads blocks of registers from one unit; connects lazily and reconnects after errors."""
+    """Reads blocks of registers from one unit; connects lazily and reconnects after errors.
+
+    ``lock`` serialises the reads (and :meth:`close`) of every caller sharing this reader; it
+    must be re-entrant for its holder and suit the callers' concurrency (default: a thread
+    ``RLock``; a gevent ``RLock`` for greenlets, which a thread lock does not keep apart).
+    """
 
     def __init__(
         self,
@@ -84,6 +99,7 @@ class ModbusRegisterReader:
         unit_id: int = 1,
         timeout_s: float = 1.0,
         retries: int = 0,
+        lock: AbstractContextManager[object] | None = None,
     ) -> None:
         if not 0 <= unit_id <= 247:
             raise ConfigError(f"unit id must be within 0..247, got {unit_id}")
@@ -93,6 +109,7 @@ class ModbusRegisterReader:
         self._unit_id = unit_id
         self._timeout_s = timeout_s
         self._retries = retries
+        self._lock: AbstractContextManager[object] = lock if lock is not None else threading.RLock()
         self._client: ModbusTcpClient | ModbusSerialClient | None = None
 
     @property
@@ -113,6 +130,10 @@ class ModbusRegisterReader:
         """``count`` registers of ``function``'s table from ``address``."""
         if not 1 <= count <= MAX_READ_REGISTERS:
             raise ConfigError(f"a read covers 1..{MAX_READ_REGISTERS} registers, not {count}")
+        with self._lock:
+            return self._read_locked(function, address, count)
+
+    def _read_locked(self, function: Function, address: int, count: int) -> list[int]:
         where = f"unit {self._unit_id} at {self._transport}"
         if self._client is None:
             self._client = self._make_client()
@@ -134,8 +155,9 @@ class ModbusRegisterReader:
 
     def close(self) -> None:
         """Close the connection (the next read reopens it)."""
-        if self._client is not None:
-            try:
-                self._client.close()
-            finally:
-                self._client = None
+        with self._lock:
+            if self._client is not None:
+                try:
+                    self._client.close()
+                finally:
+                    self._client = None

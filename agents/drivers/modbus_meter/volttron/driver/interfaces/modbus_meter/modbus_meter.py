@@ -26,6 +26,12 @@ same point set and a historian records the gap explicitly.
 Meters take no writes: a registry row marked writable is refused at configuration, and
 ``set_point`` raises.
 
+One scrape at a time per device: the platform driver runs polls and ``get_point`` calls in
+greenlets, and after a configuration update it may run several pollers for the same device at
+once. Every scrape (SunSpec discovery included) and ``close`` hold the interface's gevent lock,
+which the Modbus reader takes too, so concurrent callers queue instead of sharing one
+connection mid-transaction (see :mod:`gridedge.protocols.modbus_meters.client`).
+
 The decoding, read planning and discovery are the gridedge library's
 (:mod:`gridedge.protocols.modbus_meters`, :mod:`gridedge.protocols.sunspec`); this module only
 maps them onto the platform driver.
@@ -37,6 +43,7 @@ import logging
 from collections.abc import Iterable
 from typing import Annotated, Any, ClassVar, Literal
 
+from gevent.lock import RLock
 from pydantic import BeforeValidator, Field
 from volttron.driver.base.config import PointConfig, RemoteConfig
 from volttron.driver.base.interfaces import BaseInterface, BaseRegister, BasicRevert
@@ -163,6 +170,9 @@ class ModbusMeter(BasicRevert, BaseInterface):
         BasicRevert.__init__(self, **kwargs)
         BaseInterface.__init__(self, config, *args, **kwargs)
         self._transport = self.config.transport()
+        # a gevent lock: the callers are greenlets of one thread, which a thread lock would
+        # either not keep apart (unpatched threading) or block the whole hub on
+        self._lock = RLock()
         self._reader: ModbusRegisterReader | None = None
         self._sunspec_map: SunSpecMap | None = None
 
@@ -214,11 +224,16 @@ class ModbusMeter(BasicRevert, BaseInterface):
     def _get_reader(self) -> ModbusRegisterReader:
         if self._reader is None:
             self._reader = ModbusRegisterReader(
-                transport=self._transport, unit_id=self.config.unit_id, timeout_s=self.config.timeout_s
+                transport=self._transport, unit_id=self.config.unit_id, timeout_s=self.config.timeout_s,
+                lock=self._lock,
             )
         return self._reader
 
     def _scrape(self, topics: Iterable[str]) -> ScrapeResult:
+        with self._lock:
+            return self._scrape_locked(topics)
+
+    def _scrape_locked(self, topics: Iterable[str]) -> ScrapeResult:
         registers: dict[str, ModbusMeterRegister] = {}
         result = ScrapeResult()
         for topic in topics:
@@ -288,7 +303,8 @@ class ModbusMeter(BasicRevert, BaseInterface):
 
     def close(self) -> None:
         """Close the Modbus connection."""
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None
+        with self._lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
 
