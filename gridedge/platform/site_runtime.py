@@ -300,8 +300,13 @@ class SiteRuntime:
                 self.platform.install_lib(wheel)
                 installed[key] = _sha(wheel)
                 self._save_installed(installed)
-        self._store_driver_configs(manifest, installed, log)
         present = self.platform.agents()
+        if self._store_driver_configs(manifest, installed, log) and "running" in present.get(
+                "platform.driver", {}).get("status", ""):
+            # platform-driver rc9 adds a second poller per device for a re-stored config and
+            # never cancels the first: a restart leaves exactly one
+            log("restarting platform.driver for its new configs")
+            self.platform.vctl("restart", present["platform.driver"]["uuid"])
         for agent in manifest.get("agents", []):
             identity = agent["identity"]
             wheel = self._wheel(agent["wheel"])
@@ -324,7 +329,8 @@ class SiteRuntime:
         self._save_installed(installed)
         self.wait_agents_running([a["identity"] for a in manifest.get("agents", [])])
 
-    def _store_driver_configs(self, manifest: dict[str, Any], installed: dict[str, str], log: Any) -> None:
+    def _store_driver_configs(self, manifest: dict[str, Any], installed: dict[str, str], log: Any) -> bool:
+        """Store changed platform.driver configs; return whether any was stored."""
         driver_dir = self.config_dir / "driver_configs"
         items: list[tuple[str, Path, str]] = []
         main_cfg = driver_dir / "driver.config"
@@ -337,6 +343,7 @@ class SiteRuntime:
             if not src.exists():
                 raise ConfigError(f"deployment names device {device!r} but {src} does not exist")
             items.append((f"devices/{device}", self.render(src), "json"))
+        stored = False
         for name, path, kind in items:
             key = f"config:platform.driver:{name}"
             if installed.get(key) == _sha(path):
@@ -345,6 +352,8 @@ class SiteRuntime:
             self.platform.store_config("platform.driver", name, path, kind=kind)
             installed[key] = _sha(path)
             self._save_installed(installed)
+            stored = True
+        return stored
 
     def wait_agents_running(self, identities: list[str], timeout_s: float = 60.0) -> None:
         """Wait until every agent in ``identities`` reports running; name those that do not."""
