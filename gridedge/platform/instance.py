@@ -58,7 +58,7 @@ class PlatformInstance:
 
     home: Path
     venv: Path
-    user: str = "gridedge"
+    user: str = field(default_factory=lambda: os.environ.get("GRIDEDGE_USER", "gridedge"))
     user_home: Path = field(default_factory=lambda: Path(os.environ.get("GRIDEDGE_STATE", "/var/lib/gridedge")))
     instance_name: str = "gridedge"
 

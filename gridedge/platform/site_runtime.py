@@ -83,7 +83,7 @@ class SiteRuntime:
     wheels_dir: Path
     venv: Path
     ports: Ports = field(default_factory=Ports)
-    user: str = "gridedge"
+    user: str = field(default_factory=lambda: os.environ.get("GRIDEDGE_USER", "gridedge"))
     user_home: Path = field(default_factory=lambda: Path(os.environ.get("GRIDEDGE_STATE", "/var/lib/gridedge")))
     vtn_url: str | None = None  #: an outside VTN; when set the site starts no VTN of its own
 

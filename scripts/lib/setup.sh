@@ -75,6 +75,8 @@ ensure_venv() {
         log "installing Python requirements into the platform venv"
         cp "$REPO_ROOT/requirements.txt" "$GRIDEDGE_STATE/requirements.txt"
         chown "$GRIDEDGE_USER:" "$GRIDEDGE_STATE/requirements.txt" 2>/dev/null || true
+        # wheel first: sdists among the dependencies then build as wheels, not via setup.py install
+        as_platform_user "$GRIDEDGE_VENV/bin/pip" install -q wheel || die "pip install wheel failed"
         as_platform_user "$GRIDEDGE_VENV/bin/pip" install -q -r "$GRIDEDGE_STATE/requirements.txt" \
             || die "pip install -r requirements.txt failed (see above)"
         echo "$want" > "$GRIDEDGE_STATE/.requirements.hash"
@@ -159,7 +161,7 @@ ensure_configs() {
 }
 
 export_gridedge_env() {
-    export GRIDEDGE_STATE GRIDEDGE_VENV
+    export GRIDEDGE_STATE GRIDEDGE_VENV GRIDEDGE_USER
     export GRIDEDGE_CONFIG_DIR="${GRIDEDGE_CONFIG_DIR:-$GRIDEDGE_STATE/config}"
     export GRIDEDGE_WHEELS="${GRIDEDGE_WHEELS:-$GRIDEDGE_STATE/wheels}"
     export GRIDEDGE_SITE_DIR="${GRIDEDGE_SITE_DIR:-$GRIDEDGE_STATE/site}"

@@ -39,7 +39,7 @@ def demo_site() -> Iterator[object]:
     # short path: VOLTTRON's ipc socket name must stay under the unix socket length limit
     site_dir = Path(tempfile.mkdtemp(prefix="ge-", dir="/tmp"))
     if os.geteuid() == 0:
-        os.chown(site_dir, pwd.getpwnam("gridedge").pw_uid, -1)
+        os.chown(site_dir, pwd.getpwnam(os.environ.get("GRIDEDGE_USER", "gridedge")).pw_uid, -1)
     site = SiteRuntime(site_dir=site_dir, config_dir=REPO, wheels_dir=STATE / "wheels",
                        venv=STATE / "venv", ports=Ports.free(), user_home=STATE)
     try:
