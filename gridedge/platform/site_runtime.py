@@ -287,6 +287,8 @@ class SiteRuntime:
             log(f"starting the demo VTN on port {self.ports.vtn}")
             self.start_vtn()
         else:
+            if stop_daemon(self.run_dir / "vtn.pid"):
+                log("stopped the demo VTN: the VEN now talks to an outside VTN")
             log(f"using the outside VTN {self.vtn_url}")
         if not self.platform.is_running():
             log("starting the VOLTTRON platform")
