@@ -155,9 +155,9 @@ def _rates_table(state: DashboardState) -> Table:
     table.add_row("Electricity −", *cells(exp.day_eur, exp.night_eur), "EUR/kWh")
     table.add_row(
         "Gas",
-        f"{rates.gas.eur_per_kwh:.4f}",
+        f"{rates.gas.eur_per_m3:.4f}",
         "",
-        f"EUR/kWh (× {rates.gas.kwh_per_m3:g} kWh/m³ = {rates.gas.eur_per_m3:.3f} EUR/m³)",
+        f"EUR/m³ ({rates.gas.kwh_per_m3:g} kWh/m³: {rates.gas.eur_per_kwh:.4f} EUR/kWh)",
     )
     table.add_row("Water", f"{rates.water.eur_per_m3:.4f}", "", "EUR/m³")
     return table

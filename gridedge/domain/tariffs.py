@@ -7,8 +7,9 @@ The file keeps its public shape::
      "Electricity": {"+": {"Day": 0.4, "Night": 0.3}, "-": {"Day": 0.1, "Night": 0.1}}}
 
 ``+`` is what is paid per unit taken from the grid/network, ``-`` what is credited per unit
-injected. Electricity is priced in EUR/kWh per tariff; gas in EUR/kWh with ``cnv`` the m³ -> kWh
-conversion factor (so gas cost = m³ x 11.510 x 1.576); water in EUR/m³. The file is validated
+injected. Electricity is priced in EUR/kWh per tariff; gas in EUR per m³ as metered (1.576 EUR/m³
+is the realistic figure; read as EUR/kWh it would put gas at 18 EUR/m³), with ``cnv`` the m³ -> kWh
+conversion factor used to show gas in kWh (and its price per kWh, 1.576 / 11.510); water in EUR/m³. The file is validated
 on load; any bad key or value raises :class:`~gridedge.errors.ConfigError` naming it.
 """
 
@@ -105,12 +106,12 @@ class ElectricityRates(_Strict):
 
 
 class GasRates(_Strict):
-    """Gas: price per kWh and the m³ -> kWh conversion (``["kWh", factor]``)."""
+    """Gas: price per m³ as the meter counts it, and the m³ -> kWh conversion (``["kWh", factor]``)."""
 
-    eur_per_kwh: float = Field(alias="+")
+    eur_per_m3: float = Field(alias="+")
     cnv: tuple[Literal["kWh"], float]
 
-    _check = field_validator("eur_per_kwh")(_price)
+    _check = field_validator("eur_per_m3")(_price)
 
     @field_validator("cnv")
     @classmethod
@@ -125,9 +126,9 @@ class GasRates(_Strict):
         return self.cnv[1]
 
     @property
-    def eur_per_m3(self) -> float:
-        """Price of one cubic metre of gas (conversion factor x price per kWh)."""
-        return self.cnv[1] * self.eur_per_kwh
+    def eur_per_kwh(self) -> float:
+        """Price of one kWh of gas (price per m³ / kWh per m³)."""
+        return self.eur_per_m3 / self.cnv[1]
 
 
 class WaterRates(_Strict):

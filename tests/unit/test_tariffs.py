@@ -99,7 +99,7 @@ def test_unknown_tariff_indicator_is_refused(indicator):
 
 
 def test_prices_by_tariff_and_gas_conversion():
-    """Import/export by tariff; gas cost = m³ x 11.510 x 1.576; water per m³."""
+    """Import/export by tariff; gas cost = m³ x 1.576 EUR/m³; water per m³."""
     rates = parse_rates(EXAMPLE_RATES)
     assert rates.import_eur_per_kwh(Tariff.DAY) == 0.4
     assert rates.import_eur_per_kwh(Tariff.NIGHT) == 0.3
@@ -107,7 +107,7 @@ def test_prices_by_tariff_and_gas_conversion():
     cost = cost_of(Usage(import_kwh_t1=10, import_kwh_t2=5, export_kwh_t1=4, gas_m3=2, water_m3=0.5), rates)
     assert cost.import_eur == pytest.approx(10 * 0.4 + 5 * 0.3)
     assert cost.export_eur == pytest.approx(0.4)
-    assert cost.gas_eur == pytest.approx(2 * 11.510 * 1.576)
+    assert cost.gas_eur == pytest.approx(2 * 1.576)
     assert cost.water_eur == pytest.approx(0.5 * 6.1)
-    assert cost.total_eur == pytest.approx(5.5 - 0.4 + 2 * 11.510 * 1.576 + 3.05)
+    assert cost.total_eur == pytest.approx(5.5 - 0.4 + 2 * 1.576 + 3.05)
     json.dumps(cost.to_dict())

@@ -27,7 +27,7 @@ from gridedge.storage import DailyHistory, MeterRecorder, StorageError, UsageSto
 BRU = ZoneInfo("Europe/Brussels")
 UTC = timezone.utc
 RATES = parse_rates(EXAMPLE_RATES)
-GAS_EUR_PER_M3 = 11.510 * 1.576
+GAS_EUR_PER_M3 = 1.576
 
 
 def local(*args: int) -> datetime:
