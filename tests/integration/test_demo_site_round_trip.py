@@ -128,6 +128,38 @@ def test_up_again_is_idempotent_and_fast(demo_site) -> None:
     assert demo_site.status()["platform"] == "running"
 
 
+def test_ven_follows_an_outside_vtn_and_the_site_then_runs_no_vtn_of_its_own(demo_site) -> None:
+    """With an outside VTN configured (GRIDEDGE_VTN_URL), up stops the demo VTN, the VEN registers
+    at the outside VTN and sends it its reports; switching back brings the demo VTN back."""
+    import subprocess
+
+    from conftest import REPO, STATE
+    from gridedge.platform.site_runtime import free_port
+
+    port, control = free_port(), free_port()
+    outside = subprocess.Popen(
+        [str(STATE / "venv" / "bin" / "python"), "-m", "gridedge.cli", "vtn", "serve", "--host", "127.0.0.1",
+         "--port", str(port), "--control-port", str(control), "--vtn-id", "OUTSIDE-VTN"],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+    try:
+        demo_site.vtn_url = f"http://127.0.0.1:{port}/OpenADR2/Simple/2.0b"
+        demo_site.up(log=lambda m: None)
+        assert demo_site.status()["vtn"] == demo_site.vtn_url
+        assert not _listening(demo_site.ports.vtn), "the demo VTN still runs"
+        state = wait_for(lambda: (s := cli_json("vtn", "state", "--url", f"http://127.0.0.1:{control}"))
+                         ["vens"] and s["reports"] and s, timeout_s=60,
+                         what="the VEN to register and report at the outside VTN")
+        assert state["vtn_id"] == "OUTSIDE-VTN"
+    finally:
+        demo_site.vtn_url = None
+        demo_site.up(log=lambda m: None)
+        outside.terminate()
+        outside.wait(timeout=10)
+    wait_for(lambda: vtn(demo_site, "state")["vens"], timeout_s=60,
+             what="the VEN to register at the demo VTN again")
+
+
 def _listening(port: int) -> bool:
     import socket
 
