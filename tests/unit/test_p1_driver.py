@@ -40,8 +40,13 @@ class FakeClock:
         return self.now
 
 
-def _interface(clock: FakeClock, *, port: str = "/dev/null-p1", driver_agent: object = None,
-               reader: P1Reader | None = None) -> tuple[P1, P1Reader]:
+def _interface(
+    clock: FakeClock,
+    *,
+    port: str = "/dev/null-p1",
+    driver_agent: object = None,
+    reader: P1Reader | None = None,
+) -> tuple[P1, P1Reader]:
     iface = P1(RemoteConfig(driver_type="p1", port=port, max_age_s=10), driver_agent)
     with REGISTRY.open(newline="") as f:
         for row in csv.DictReader(f):
@@ -283,3 +288,14 @@ def test_handover_drops_the_oldest_when_the_hub_falls_behind() -> None:
     gevent.sleep(0.05)
     handover.close()
     assert delivered == [6, 7, 8, 9]
+
+
+@pytest.mark.parametrize("path", sorted(DATA.glob("*.txt")), ids=lambda p: p.name)
+def test_crc_the_driver_checks_is_dsmr_parsers_crc(path: Path) -> None:
+    """The driver's CRC-16/ARC (table-driven for speed) equals dsmr-parser's on real telegrams."""
+    from dsmr_parser.parsers import TelegramParser
+
+    text = path.read_bytes().decode("latin-1")
+    body = text[text.index("/") : text.rindex("!") + 1]
+    assert crc16(body) == TelegramParser.crc16(body)
+    assert crc16(body + "x") == TelegramParser.crc16(body + "x")

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dsmr_parser import telegram_specifications as specs
-from dsmr_parser.exceptions import InvalidChecksumError, ParseError
+from dsmr_parser.exceptions import ParseError
 from dsmr_parser.objects import Telegram
 from dsmr_parser.parsers import ProfileGenericParser, TelegramParser
 
@@ -52,9 +52,31 @@ _LOGICAL_NAME = re.compile(r"^1-0:0\.0\.0\(", re.MULTILINE)
 _CRC_DIGITS = re.compile(r"!([0-9A-F]{1,4})\0?\r\n\Z")
 
 
+def _crc16_arc_table() -> tuple[int, ...]:
+    table = []
+    for index in range(256):
+        crc = index
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+        table.append(crc)
+    return tuple(table)
+
+
+_CRC16_TABLE = _crc16_arc_table()
+
+
 def crc16(text: str) -> int:
-    """CRC-16/ARC of ``text`` as DSMR computes it (from ``/`` through ``!``), via dsmr-parser."""
-    return TelegramParser.crc16(text)
+    """CRC-16/ARC of ``text`` as DSMR computes it (from ``/`` through ``!``).
+
+    The same sum as dsmr-parser's ``TelegramParser.crc16`` (the tests compare them), three times
+    faster: dsmr-parser keeps its table as hex strings and parses one per byte, and the CRC runs
+    on every telegram a reader receives.
+    """
+    crc = 0
+    table = _CRC16_TABLE
+    for byte in text.encode("latin-1"):
+        crc = (crc >> 8) ^ table[(crc ^ byte) & 0xFF]
+    return crc
 
 
 def select_specification(text: str) -> str:
@@ -139,16 +161,15 @@ class TelegramDecoder:
             if self._require_crc or "!" not in text:
                 raise FrameError("telegram has no CRC after '!' (DSMR 4 and later always send one)")
             return
+        start = text.find("/")
+        if start < 0:
+            raise FrameError("cannot check CRC: no '/' starts the telegram")
         try:
-            TelegramParser.validate_checksum(text)
-        except InvalidChecksumError as exc:
-            body_end = text.rindex("!") + 1
-            computed = crc16(text[text.index("/") : body_end])
-            raise CrcError(
-                f"CRC mismatch: telegram says {match.group(1)}, content gives {computed:04X}"
-            ) from exc
-        except (ParseError, ValueError) as exc:
+            computed = crc16(text[start : match.start() + 1])
+        except UnicodeEncodeError as exc:  # text that did not come off the wire as Latin-1
             raise FrameError(f"cannot check CRC: {exc}") from exc
+        if computed != int(match.group(1), 16):
+            raise CrcError(f"CRC mismatch: telegram says {match.group(1)}, content gives {computed:04X}")
 
     def _parser(self, name: str) -> TelegramParser:
         parser = self._parsers.get(name)

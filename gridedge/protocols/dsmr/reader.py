@@ -9,7 +9,9 @@ change. :meth:`P1Reader.latest` refuses a reading older than ``max_age_s`` (the 
 cable went quiet) instead of returning stale values.
 
 ``feed`` is public and thread-safe, so tests drive the whole chain with real bytes and an
-injected clock, without a port.
+injected clock, without a port. Listeners (:meth:`P1Reader.add_listener`) are called with each
+good telegram as soon as its last byte is read, in the thread that fed it, so a consumer can push
+the telegram on instead of polling for it.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ DIAGNOSTIC_POINT_TYPES: dict[str, type] = {
     "telegrams": int,
     "telegram_age_s": float,
     "connected": bool,
+    #: wall clock (epoch seconds) when the newest good telegram's last byte was read
+    "received_at": float,
 }
 
 
@@ -81,8 +85,10 @@ class ReceivedTelegram:
 
     decoded: DecodedTelegram
     reading: P1Reading
-    #: reader clock (monotonic seconds) at arrival
+    #: reader clock (monotonic seconds) when the chunk holding the telegram's last byte was read
     received_at: float
+    #: wall clock (epoch seconds) at the same moment: comparable across processes on one machine
+    received_wall_s: float = 0.0
 
 
 @dataclass
@@ -113,6 +119,7 @@ class P1Reader:
         read_timeout_s: float = 0.2,
         specification: str = "auto",
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
         serial_factory: Callable[..., SerialLike] | None = None,
         on_telegram: Callable[[ReceivedTelegram], None] | None = None,
     ) -> None:
@@ -124,8 +131,11 @@ class P1Reader:
         self.reconnect_delay_s = reconnect_delay_s
         self.read_timeout_s = read_timeout_s
         self._clock = clock
+        self._wall_clock = wall_clock
         self._serial_factory = serial_factory
-        self._on_telegram = on_telegram
+        self._listeners: list[Callable[[ReceivedTelegram], None]] = (
+            [on_telegram] if on_telegram is not None else []
+        )
         self._decoder = TelegramDecoder(specification=specification)
         self._reassembler = TelegramReassembler()
         self._lock = threading.Lock()
@@ -138,7 +148,12 @@ class P1Reader:
     # -- the decode chain ---------------------------------------------------------------------
 
     def feed(self, data: bytes) -> list[ReceivedTelegram]:
-        """Process bytes from the port; return the good telegrams they completed."""
+        """Process bytes from the port; return the good telegrams they completed.
+
+        Telegrams are stamped with the time ``feed`` was called: the moment their last byte was
+        read, before framing and parsing, so latency figures include our own decoding.
+        """
+        arrived, arrived_wall_s = self._clock(), self._wall_clock()
         good: list[ReceivedTelegram] = []
         with self._lock:
             truncated_before = self._reassembler.stats.truncated
@@ -158,14 +173,31 @@ class P1Reader:
                     self._stats.last_error = str(exc)
                     _log.debug("P1 %s: dropped telegram: %s", self.port, exc)
                     continue
-                received = ReceivedTelegram(decoded=decoded, reading=reading, received_at=self._clock())
+                received = ReceivedTelegram(
+                    decoded=decoded, reading=reading, received_at=arrived, received_wall_s=arrived_wall_s
+                )
                 self._latest = received
                 self._stats.telegrams += 1
                 good.append(received)
-        if self._on_telegram is not None:
-            for received in good:
-                self._on_telegram(received)
+        listeners = self._listeners
+        for received in good:
+            for listener in listeners:
+                listener(received)
         return good
+
+    def add_listener(self, listener: Callable[[ReceivedTelegram], None]) -> None:
+        """Call ``listener`` with every good telegram from now on, in the thread that read it.
+
+        A listener must be quick and thread-safe (hand the telegram over, do not work on it): the
+        reader thread does not read the port while it runs.
+        """
+        with self._lock:
+            self._listeners = [*self._listeners, listener]
+
+    def remove_listener(self, listener: Callable[[ReceivedTelegram], None]) -> None:
+        """Stop calling ``listener`` (no error if it was not added)."""
+        with self._lock:
+            self._listeners = [registered for registered in self._listeners if registered != listener]
 
     # -- what callers read ----------------------------------------------------------------------
 
@@ -207,6 +239,7 @@ class P1Reader:
             "telegrams": stats.telegrams,
             "telegram_age_s": None if latest is None else round(self._clock() - latest.received_at, 3),
             "connected": stats.connected,
+            "received_at": None if latest is None else latest.received_wall_s,
         }
 
     # -- the port thread ------------------------------------------------------------------------

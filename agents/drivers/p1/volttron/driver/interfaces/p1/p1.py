@@ -1,12 +1,22 @@
 """VOLTTRON platform-driver interface for a P1 digital meter (``driver_type: p1``).
 
 Glue only: a :class:`gridedge.protocols.dsmr.P1Reader` thread reads the port and keeps the
-latest good telegram; a scrape maps its normalized points (registry column ``Point Key``) to
-the registry's point names. Telegrams with a bad CRC are counted (point key ``crc_errors``) and
+latest good telegram; its normalized points (registry column ``Point Key``) map to the
+registry's point names. Telegrams with a bad CRC are counted (point key ``crc_errors``) and
 never published; when the latest good telegram is older than ``max_age_s`` every data point is
 returned as an error (the driver logs it and publishes no value) while the diagnostic points
-(``crc_errors``, ``frame_errors``, ``telegrams``, ``telegram_age_s``, ``connected``) still
-publish. All points are read-only.
+(``crc_errors``, ``frame_errors``, ``telegrams``, ``telegram_age_s``, ``connected``,
+``received_at``) still publish. All points are read-only.
+
+Push: every good telegram is published as soon as its last byte is read, not at the next poll.
+The reader thread hands it into the platform driver's gevent hub (a deque and a thread-safe
+async watcher, the hand-over ``Core.spawn_in_thread`` uses; the reader thread never touches
+gevent or volttron) and a greenlet there calls the DriverAgent's ``publish_push``, which updates
+the points' last values and publishes ``devices/<device>/multi`` for points with
+``publish_depth_first_multi`` set. Polls keep working and return the latest values; the
+``devices/<device>/all`` publish stays on the device's ``all_publish_interval``. The point key
+``received_at`` (epoch seconds, when the telegram's last byte was read) lets a subscriber measure
+telegram-to-bus latency.
 
 remote_config::
 
@@ -20,15 +30,23 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
-from typing import ClassVar
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar
 
+import gevent
 from pydantic import Field, field_validator
 from volttron.driver.base.config import PointConfig, RemoteConfig
 from volttron.driver.base.interfaces import BaseInterface, BaseRegister, BasicRevert, DriverInterfaceError
 
 from gridedge.errors import ProtocolTimeout
-from gridedge.protocols.dsmr import DIAGNOSTIC_POINT_TYPES, POINT_TYPES, SPECIFICATIONS, P1Reader
+from gridedge.protocols.dsmr import (
+    DIAGNOSTIC_POINT_TYPES,
+    POINT_TYPES,
+    SPECIFICATIONS,
+    P1Reader,
+    ReceivedTelegram,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -116,6 +134,68 @@ def _reader_for(config: P1RemoteConfig) -> P1Reader:
         return reader
 
 
+class HubHandover:
+    """Carries telegrams from the reader thread into the gevent hub that created the handover.
+
+    The reader thread only appends to a deque and wakes the hub through a libev/libuv async
+    watcher, the one thread-safe way into a gevent loop (what ``Core.spawn_in_thread`` relies
+    on). In the hub, one greenlet at a time drains the deque in arrival order and calls
+    ``deliver``, which may block (a publish waits for the bus). If the hub falls behind by
+    ``max_pending`` telegrams, the oldest are dropped: a late telegram is worth less than a new one.
+    """
+
+    def __init__(self, *, deliver: Callable[[ReceivedTelegram], None], max_pending: int = 64) -> None:
+        if max_pending <= 0:
+            raise ValueError("max_pending must be positive")
+        self._deliver = deliver
+        self._pending: deque[ReceivedTelegram] = deque(maxlen=max_pending)
+        self._draining = False
+        self._watcher = gevent.get_hub().loop.async_()
+        self._watcher.start(self._wake)
+
+    def put(self, received: ReceivedTelegram) -> None:
+        """Queue ``received`` for the hub; callable from any thread, never blocks."""
+        self._pending.append(received)
+        self._watcher.send()
+
+    def close(self) -> None:
+        """Stop the watcher; telegrams still queued are dropped. Call from the hub's thread."""
+        self._watcher.stop()
+        self._pending.clear()
+
+    def _wake(self) -> None:
+        # A watcher callback runs in the hub itself, which must not block: spawn the drainer.
+        if not self._draining:
+            self._draining = True
+            gevent.spawn(self._drain)
+
+    def _drain(self) -> None:
+        try:
+            while self._pending:
+                received = self._pending.popleft()
+                try:
+                    self._deliver(received)
+                except Exception:  # noqa: BLE001 - one failed publish must not stop the next ones
+                    _log.exception("P1: publishing a pushed telegram failed")
+        finally:
+            self._draining = False
+
+
+_pushers: dict[str, tuple[P1Reader, Callable[[ReceivedTelegram], None], HubHandover]] = {}
+
+
+def _attach_pusher(port: str, reader: P1Reader, handover: HubHandover) -> None:
+    """Make ``handover`` the one push target of ``port``: a reconfigured device replaces the old."""
+    with _readers_lock:
+        previous = _pushers.pop(port, None)
+        _pushers[port] = (reader, handover.put, handover)
+    if previous is not None:
+        old_reader, old_listener, old_handover = previous
+        old_reader.remove_listener(old_listener)
+        old_handover.close()
+    reader.add_listener(handover.put)
+
+
 class P1(BasicRevert, BaseInterface):
     """Platform-driver interface over :class:`~gridedge.protocols.dsmr.P1Reader`."""
 
@@ -127,6 +207,7 @@ class P1(BasicRevert, BaseInterface):
         BasicRevert.__init__(self, **kwargs)
         BaseInterface.__init__(self, config, *args, **kwargs)
         self._reader: P1Reader | None = None
+        self._handover: HubHandover | None = None
 
     @property
     def reader(self) -> P1Reader:
@@ -136,8 +217,24 @@ class P1(BasicRevert, BaseInterface):
         return self._reader
 
     def finalize_setup(self, initial_setup: bool = False) -> None:
-        """Open the port once the registers are known."""
-        _ = self.reader
+        """Open the port once the registers are known and push its telegrams to the bus.
+
+        The platform driver calls this in its gevent hub's thread, where the handover must live.
+        Without a DriverAgent (a bare interface in a test) there is nothing to push to.
+        """
+        reader = self.reader
+        if self.driver_agent is not None and self._handover is None:
+            self._handover = HubHandover(deliver=self._publish_telegram)
+            _attach_pusher(self.config.port, reader, self._handover)
+
+    def _publish_telegram(self, received: ReceivedTelegram) -> None:
+        """In the hub: publish one fresh telegram's points through the DriverAgent's push path."""
+        diagnostics = {**self.reader.diagnostics(), "received_at": received.received_wall_s}
+        results, _ = self._map_points(
+            self.get_register_names(), received.reading.as_points(), None, diagnostics
+        )
+        if results:
+            self.driver_agent.publish_push(results)
 
     def create_register(self, register_definition: P1PointConfig) -> P1Register:
         """A read-only :class:`P1Register`; a row marked writable is logged and made read-only."""
@@ -168,6 +265,12 @@ class P1(BasicRevert, BaseInterface):
             stale = None
         except ProtocolTimeout as exc:
             points, stale = {}, str(exc)
+        return self._map_points(topics, points, stale, diagnostics)
+
+    def _map_points(
+        self, topics: Iterable[str], points: dict[str, Any], stale: str | None, diagnostics: dict[str, Any]
+    ) -> tuple[dict, dict]:
+        """Registry topics -> values: diagnostics always, data points unless ``stale`` says why not."""
         results: dict = {}
         errors: dict = {}
         for topic in topics:
