@@ -190,6 +190,13 @@ def _check_unique(circuits: Sequence[Circuit]) -> None:
         seen.add(c.id)
 
 
+def _dim(circuit: Circuit, remaining_kw: float, shed: dict[str, float]) -> float:
+    """Shed what a continuous circuit can of ``remaining_kw`` into ``shed``; return that amount."""
+    take = min(circuit.sheddable_kw, remaining_kw)
+    shed[circuit.id] = take
+    return take
+
+
 def _greedy(order: Sequence[Circuit], shed_kw: float) -> dict[str, float]:
     """Walk in priority order: dim as needed, switch a relay off only if it does not overshoot."""
     remaining = shed_kw
@@ -198,9 +205,7 @@ def _greedy(order: Sequence[Circuit], shed_kw: float) -> dict[str, float]:
         if remaining <= TOLERANCE_KW:
             break
         if c.modulation == "continuous":
-            take = min(c.sheddable_kw, remaining)
-            shed[c.id] = take
-            remaining -= take
+            remaining -= _dim(c, remaining, shed)
         elif c.sheddable_kw <= remaining + TOLERANCE_KW:
             shed[c.id] = c.sheddable_kw
             remaining -= c.sheddable_kw
@@ -249,9 +254,7 @@ def _best_relay_set(order: Sequence[Circuit], shed_kw: float,
             if remaining <= TOLERANCE_KW:
                 break
             if c.modulation == "continuous":
-                take = min(c.sheddable_kw, remaining)
-                shed[c.id] = take
-                remaining -= take
+                remaining -= _dim(c, remaining, shed)
         return shed
     if best_over is None:  # cannot happen for a feasible request; keep the greedy plan
         return greedy

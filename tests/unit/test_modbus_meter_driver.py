@@ -150,7 +150,7 @@ class CooperativeMeter:
             self.in_flight -= 1
 
     def close(self) -> None:
-        pass
+        """Nothing to release in this fake."""
 
 
 def test_concurrent_scrapes_take_turns_on_the_connection(monkeypatch: pytest.MonkeyPatch) -> None:

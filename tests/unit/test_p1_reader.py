@@ -115,7 +115,7 @@ class FlakyPort:
         raise serial.SerialException("device disconnected")
 
     def close(self) -> None:
-        pass
+        """Nothing to release in this fake."""
 
 
 def test_port_that_disappears_is_reopened() -> None:
