@@ -28,6 +28,7 @@ from collections.abc import Iterable
 from dataclasses import fields
 from typing import Any, Literal
 
+from gevent.lock import Semaphore
 from pydantic import Field, field_validator, model_validator
 from volttron.driver.base.config import PointConfig, RemoteConfig
 from volttron.driver.base.interfaces import BaseInterface, BaseRegister, BasicRevert, DriverInterfaceError
@@ -132,6 +133,9 @@ class Xdm1041(BasicRevert, BaseInterface):
     def __init__(self, config: Xdm1041RemoteConfig, *args: Any, **kwargs: Any) -> None:
         BasicRevert.__init__(self, **kwargs)
         BaseInterface.__init__(self, config, *args, **kwargs)
+        # the driver runs each scrape and each get_point RPC in its own greenlet and the serial
+        # waits yield to the hub, so without this two of them interleave queries on one port
+        self._lock = Semaphore()
         self._monitor: BatteryMonitor | None = None
         self._ports: list[Any] = []
         self._scrape_errors = 0
@@ -164,18 +168,19 @@ class Xdm1041(BasicRevert, BaseInterface):
     def _get_multiple_points(self, topics: Iterable[str], **kwargs: Any) -> tuple[dict, dict]:
         topics = list(topics)
         registers = {t: self.get_register_by_name(t) for t in topics}
-        try:
-            monitor = self._ensure_monitor()
-            sample = monitor.read()
-        except GridEdgeError as exc:
-            self._scrape_errors += 1
-            if not exc.retryable or isinstance(exc, PortUnavailable):
-                self._close()  # reopen and reconfigure from scratch next time
-            raise DriverInterfaceError(f"xdm1041 scrape failed: {exc}") from exc
-        values: dict[str, Any] = dict(sample.as_dict())
-        values["shunt_value"] = sample.shunt_value
-        values.update(monitor.diagnostics())
-        values["scrape_errors"] = self._scrape_errors
+        with self._lock:
+            try:
+                monitor = self._ensure_monitor()
+                sample = monitor.read()
+            except GridEdgeError as exc:
+                self._scrape_errors += 1
+                if not exc.retryable or isinstance(exc, PortUnavailable):
+                    self._close()  # reopen and reconfigure from scratch next time
+                raise DriverInterfaceError(f"xdm1041 scrape failed: {exc}") from exc
+            values: dict[str, Any] = dict(sample.as_dict())
+            values["shunt_value"] = sample.shunt_value
+            values.update(monitor.diagnostics())
+            values["scrape_errors"] = self._scrape_errors
         results = {topic: values[reg.quantity] for topic, reg in registers.items()}
         return results, {}
 
@@ -216,5 +221,6 @@ class Xdm1041(BasicRevert, BaseInterface):
             self._kept_totals = totals
 
     def close(self) -> None:
-        """Release both ports."""
-        self._close()
+        """Release both ports (after a scrape in progress)."""
+        with self._lock:
+            self._close()
