@@ -35,7 +35,7 @@ from rich.table import Table
 from rich.text import Text
 
 from gridedge.domain.capacity import MonthPeak, QuarterStatus
-from gridedge.domain.tariffs import EXAMPLE_RATES, Rates, Tariff, load_rates, parse_rates
+from gridedge.domain.tariffs import EXAMPLE_RATES, Rates, Tariff, belgian_tariff, load_rates, parse_rates
 from gridedge.domain.usage import MeterReading, UsageSummary
 from gridedge.errors import ConfigError, GridEdgeError
 from gridedge.storage.recorder import MeterRecorder
@@ -285,13 +285,6 @@ def render(state: DashboardState) -> RenderableType:
 # -- feeds -------------------------------------------------------------------------------------
 
 
-def _belgian_tariff(local: datetime) -> Tariff:
-    """Typical Belgian two-rate schedule: day 07:00-22:00 on weekdays, night otherwise."""
-    if local.weekday() >= 5 or not 7 <= local.hour < 22:
-        return Tariff.NIGHT
-    return Tariff.DAY
-
-
 class DemoMeter:
     """A synthetic household meter (base load, fridge, kettle/oven bursts, PV, gas, water).
 
@@ -339,7 +332,7 @@ class DemoMeter:
         """Advance to ``ts`` and return the meter values (a dict like the P1 driver's)."""
         ts = ts.astimezone(timezone.utc)
         net_kw = self._load_kw(ts) - self._pv_kw(ts)
-        tariff = _belgian_tariff(ts.astimezone(self.tz))
+        tariff = belgian_tariff(ts, self.tz)
         suffix = "t1" if tariff is Tariff.DAY else "t2"
         if self._last is not None and ts > self._last:
             hours = (ts - self._last).total_seconds() / 3600

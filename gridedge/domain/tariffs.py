@@ -19,14 +19,17 @@ import enum
 import json
 import math
 from collections.abc import Mapping
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from gridedge.errors import ConfigError
 
 __all__ = [
+    "BELGIAN_TZ",
     "EXAMPLE_RATES",
     "ElectricityRates",
     "GasRates",
@@ -34,6 +37,7 @@ __all__ = [
     "Tariff",
     "TariffPrices",
     "WaterRates",
+    "belgian_tariff",
     "load_rates",
     "parse_rates",
 ]
@@ -83,6 +87,19 @@ def _price(value: float) -> float:
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+#: Belgian meters and tariffs run on Brussels local time.
+BELGIAN_TZ = ZoneInfo("Europe/Brussels")
+
+
+def belgian_tariff(moment: datetime, tz: tzinfo = BELGIAN_TZ) -> Tariff:
+    """The usual Belgian two-rate schedule (Fluvius): night 22:00-07:00 on weekdays and all
+    weekend, day otherwise. An aware ``moment`` is read in ``tz``; a naive one as local time."""
+    local = moment.astimezone(tz) if moment.tzinfo is not None else moment
+    if local.weekday() >= 5 or not 7 <= local.hour < 22:
+        return Tariff.NIGHT
+    return Tariff.DAY
 
 
 class TariffPrices(_Strict):

@@ -41,6 +41,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from gridedge.domain.tariffs import belgian_tariff
 from gridedge.protocols.dsmr.framing import extract_telegram
 from gridedge.protocols.dsmr.json_export import METER_TZ
 from gridedge.protocols.dsmr.points import PeakRecord
@@ -54,7 +55,6 @@ __all__ = [
     "SimulatorStats",
     "SynthSource",
     "TelegramSource",
-    "belgian_tariff",
     "corrupt_crc",
 ]
 
@@ -100,14 +100,6 @@ class TelegramSource(Protocol):
     """Produces the next telegram's bytes for the moment ``now`` (timezone-aware)."""
 
     def next_telegram(self, now: datetime) -> bytes: ...
-
-
-def belgian_tariff(moment: datetime) -> int:
-    """Fluvius day/night indicator: 2 (night) 22:00–07:00 on weekdays and all weekend, else 1."""
-    local = moment.astimezone(METER_TZ)
-    if local.weekday() >= 5 or local.hour >= 22 or local.hour < 7:
-        return 2
-    return 1
 
 
 def corrupt_crc(telegram: bytes) -> bytes:

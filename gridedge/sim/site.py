@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
+from gridedge.domain.tariffs import belgian_tariff
 from gridedge.errors import ConfigError
 
 __all__ = [
@@ -47,7 +48,7 @@ _HOUSE_PROFILE: tuple[float, ...] = (
 
 def daily_profile(hour: float) -> float:
     """Base-load multiplier for a fractional local hour, linearly interpolated between hours."""
-    h0 = int(math.floor(hour)) % 24
+    h0 = math.floor(hour) % 24
     h1 = (h0 + 1) % 24
     frac = hour - math.floor(hour)
     return _HOUSE_PROFILE[h0] * (1.0 - frac) + _HOUSE_PROFILE[h1] * frac
@@ -200,13 +201,6 @@ class SiteSnapshot:
             if c.id == circuit_id:
                 return c
         raise KeyError(circuit_id)
-
-
-def belgian_tariff(local: datetime) -> int:
-    """Belgian tariff indicator for a local time: 1 = day (weekdays 07:00-22:00), 2 = night."""
-    if local.weekday() >= 5:
-        return 2
-    return 1 if 7 <= local.hour < 22 else 2
 
 
 @dataclass

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from gridedge.domain.tariffs import belgian_tariff
 from gridedge.errors import CrcError
 from gridedge.protocols.dsmr import METER_TZ, decode, decode_telegram_bytes, extract_telegram, normalize
-from gridedge.sim.p1 import DemoHousehold, ReplaySource, SynthSource, belgian_tariff, corrupt_crc
+from gridedge.sim.p1 import DemoHousehold, ReplaySource, SynthSource, corrupt_crc
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "p1"
 
