@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gridedge.errors import GridEdgeError
-from gridedge.platform.processes import daemon_pid
+from gridedge.platform.processes import daemon_pid, tail
 
 __all__ = ["PlatformError", "PlatformInstance", "platform_user_prefix"]
 
@@ -189,10 +189,7 @@ class PlatformInstance:
 
     def log_tail(self, lines: int = 30) -> str:
         """The last lines of the platform log."""
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no platform log)"
+        return tail(self.log_path, lines)
 
     def log_errors(self, lines: int = 12) -> str:
         """The last ERROR lines of the platform log (with the lines that follow each)."""

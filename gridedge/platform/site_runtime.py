@@ -31,18 +31,11 @@ from typing import Any
 
 from gridedge.errors import ConfigError, GridEdgeError
 from gridedge.platform.instance import PlatformError, PlatformInstance, platform_user_prefix
-from gridedge.platform.processes import daemon_pid, start_daemon, stop_daemon
+from gridedge.platform.processes import daemon_pid, free_port, start_daemon, stop_daemon, tail
 
-__all__ = ["Ports", "SiteRuntime", "free_port"]
+__all__ = ["Ports", "SiteRuntime", "runtime_from_env"]
 
 PORT_NAMES = ("vtn", "vtn_control", "site", "em24", "sunspec")
-
-
-def free_port() -> int:
-    """A free TCP port on loopback."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -227,7 +220,7 @@ class SiteRuntime:
             time.sleep(0.1)
         if not (self.run_dir / "sim.ready").exists():
             raise GridEdgeError(f"the simulators did not become ready; see {self.log_dir / 'sim.log'}:\n"
-                                f"{_tail(self.log_dir / 'sim.log')}")
+                                f"{tail(self.log_dir / 'sim.log')}")
 
     def start_vtn(self) -> None:
         """Start the demo VTN (unless an outside VTN is configured)."""
@@ -250,7 +243,7 @@ class SiteRuntime:
             except OSError:
                 time.sleep(0.1)
         raise GridEdgeError(f"{what} did not open port {port} within {timeout_s:.0f} s; "
-                            f"see {log}:\n{_tail(log)}")
+                            f"see {log}:\n{tail(log)}")
 
     # -- up / down ----------------------------------------------------------------------------
 
@@ -440,13 +433,6 @@ class SiteRuntime:
         except GridEdgeError as exc:
             result["errors"].append(str(exc))
         return result
-
-
-def _tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 def runtime_from_env(*, site_dir: Path | None = None) -> SiteRuntime:

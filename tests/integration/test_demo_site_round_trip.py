@@ -134,7 +134,8 @@ def test_ven_follows_an_outside_vtn_and_the_site_then_runs_no_vtn_of_its_own(dem
     import subprocess
 
     from conftest import REPO, STATE
-    from gridedge.platform.site_runtime import free_port
+
+    from gridedge.platform.processes import free_port
 
     port, control = free_port(), free_port()
     outside = subprocess.Popen(

@@ -8,7 +8,6 @@ volttron.client has gevent sockets, which the site server's threads cannot use).
 from __future__ import annotations
 
 import csv
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ from volttron.driver.base.config import RemoteConfig
 from volttron.driver.interfaces.gpio_relay.gpio_relay import GpioRelay, GpioRelayPointConfig
 
 from gridedge.errors import DeviceError
+from gridedge.platform.processes import free_port
 from gridedge.sim.pins import SitePinFactory, SiteUnreachableError
 from gridedge.sim.site_server import SiteClient
 
@@ -101,12 +101,6 @@ def make_interface(port: int) -> GpioRelay:
     for row in iface.prepare_registry_config(rows):
         iface.insert_register(iface.create_register(GpioRelayPointConfig(**row)), BASE)
     return iface
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_site_pins_follow_gpiozero_devices(site: SiteProcess) -> None:

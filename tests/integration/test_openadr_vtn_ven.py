@@ -9,7 +9,6 @@ a W-scaled event, and a clean stop.
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,14 +22,9 @@ from gridedge.openadr.control_client import VtnControlClient
 from gridedge.openadr.models import EventStore
 from gridedge.openadr.ven_client import VenClient, VenClientConfig
 from gridedge.openadr.vtn import DemoVtn, VtnConfig, VtnThread
+from gridedge.platform.processes import free_port
 
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for(condition: Callable[[], Any], timeout_s: float = 6.0, what: str = "condition") -> Any:
